@@ -1,0 +1,311 @@
+"""The `recllm` command: demo, evaluate, data and split utilities, fit and recommend."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from recllm.errors import ConfigError, RecllmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="recllm: LLM-assisted recommendation.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect datasets.")
+split_app = typer.Typer(no_args_is_help=True, help="Make and export train/validation/test splits.")
+app.add_typer(data_app, name="data")
+app.add_typer(split_app, name="split")
+# wide enough for the metric tables when output goes to a file or a pipe (rich assumes 80 columns there)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="movielens-100k, movielens-1m, "
+                                         "grouplens-100k:DIR, grouplens-1m:DIR or files:CONFIG.toml")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+
+
+def cli_errors(func: F) -> F:
+    """Turn recllm's own errors (and missing files) into a one-line message and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RecllmError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc.strerror}: {exc.filename}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_params(pairs: list[str] | None, config: Path | None) -> dict[str, dict[str, Any]]:
+    """Model hyper-parameters from a TOML file (``[models.NAME]`` tables) and ``NAME.key=value`` pairs."""
+    params: dict[str, dict[str, Any]] = {}
+    if config is not None:
+        try:
+            raw = tomllib.loads(config.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{config}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config}: invalid TOML ({exc})") from None
+        extra = set(raw) - {"models"}
+        if extra:
+            raise ConfigError(f"{config}: unknown top-level key '{sorted(extra)[0]}' (expected [models.NAME])")
+        for name, table in raw.get("models", {}).items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{config}: models.{name} must be a table")
+            params[name] = dict(table)
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        model, dot, field = key.partition(".")
+        if not sep or not dot or not model or not field:
+            raise ConfigError(f"--param '{pair}': expected MODEL.KEY=VALUE, e.g. sasrec.epochs=20")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        params.setdefault(model, {})[field] = parsed
+    return params
+
+
+@app.command()
+@cli_errors
+def demo(
+    dataset: DatasetOpt = "movielens-100k",
+    users: Annotated[int, typer.Option(help="How many users to show.")] = 3,
+    k: Annotated[int, typer.Option(help="Recommendations per user.")] = 10,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train the default pipeline and show recommendations for a few users, then a small evaluation."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.eval.runner import make_split, run_evaluation
+    from recllm.pipeline import Pipeline, PipelineConfig
+
+    with console.status(f"loading {dataset} (fetched and verified on first use)"):
+        bundle = load_dataset(dataset)
+    console.print(f"[bold]{bundle.name}[/]: {bundle.dataset.n_users:,} users, {bundle.dataset.n_items:,} items, "
+                  f"{len(bundle.dataset):,} interactions")
+    config = PipelineConfig(dataset=dataset)
+    pipeline = Pipeline.from_config(config, data=bundle)
+    with console.status(f"fitting the {config.retriever.model} retriever on all interactions"):
+        pipeline.fit()
+    catalog, ds = bundle.catalog, bundle.dataset
+    for user_index in ds.active_users[:users]:
+        user = ds.user_vocab.id(user_index)
+        recent = ds.item_vocab.lookup_ids(ds.sequence(user_index)[-5:][::-1])
+        table = Table(title=f"user {user}", title_justify="left", show_lines=False)
+        table.add_column("recent history (newest first)")
+        table.add_column(f"top-{k} recommendations")
+        table.add_column("score", justify="right")
+        recs = pipeline.recommend(user, k=k)
+        for row in range(max(len(recent), len(recs))):
+            hist = catalog.title(recent[row]) if row < len(recent) else ""
+            rec = recs.items[row] if row < len(recs) else None
+            table.add_row(hist, catalog.title(rec) if rec else "", f"{recs.scores[row]:.3f}" if rec else "")
+        console.print(table)
+    models = ["pop", "itemknn", "ease", "als"]
+    with console.status("evaluating " + ", ".join(models) + " (leave-one-out, full ranking)"):
+        report = run_evaluation(bundle, models, protocol="full", ks=(10,), split=make_split(bundle))
+    _print_report(report)
+    console.print("Full benchmark (adds BPR and SASRec): recllm evaluate --dataset movielens-1m "
+                  "--models pop,itemknn,ease,als,bpr,sasrec --protocol full")
+
+
+def _print_report(report: Any) -> None:
+    names = report.metric_names()
+    table = Table(title=f"{report.dataset}: protocol {report.protocol}, split {report.split}, "
+                        f"{report.rows[0].n_users if report.rows else 0} test users", title_justify="left")
+    table.add_column("model")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("fit s", justify="right")
+    table.add_column("rec s/1k users", justify="right")
+    for row in report.rows:
+        table.add_row(row.model, *(f"{row.metrics[n]:.4f}" if n in row.metrics and row.metrics[n] < 10
+                                   else f"{row.metrics.get(n, float('nan')):.1f}" for n in names),
+                      f"{row.fit_seconds:.1f}", f"{row.recommend_seconds_per_1k_users:.2f}")
+    console.print(table)
+
+
+@app.command()
+@cli_errors
+def evaluate(
+    dataset: DatasetOpt = "movielens-100k",
+    models: Annotated[str, typer.Option(help="Comma-separated: pop,itemknn,ease,als,bpr,sasrec "
+                                        "(rating protocol: global-mean,bias).")] = "pop,itemknn,ease,als,bpr",
+    protocol: Annotated[str, typer.Option(help="full, sampled-N (e.g. sampled-100) or rating.")] = "full",
+    k: Annotated[list[int] | None, typer.Option("--k", help="Cut-offs (repeat for several).")] = None,
+    split: Annotated[str, typer.Option(help="leave-one-out, temporal or cold-items.")] = "leave-one-out",
+    seed: Annotated[int, typer.Option(help="Seed for splits and sampled negatives.")] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="MODEL.KEY=VALUE hyper-parameter.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with [models.NAME] tables.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown report.")] = Path("results"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fit models on one split and evaluate them under one protocol; print a table, write JSON and Markdown."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.eval.runner import make_split, parse_protocol, run_evaluation
+
+    parse_protocol(protocol)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--models is empty")
+    params = parse_params(param, config)
+    ks = tuple(sorted(set(k or [10])))
+    if any(x < 1 for x in ks):
+        raise ConfigError(f"--k must be at least 1, got {min(ks)}")
+    with console.status(f"loading {dataset}"):
+        bundle = load_dataset(dataset)
+        the_split = make_split(bundle, split, seed)
+    status = console.status("starting")
+    with status:
+        report = run_evaluation(bundle, names, protocol=protocol, ks=ks, seed=seed, split=the_split,
+                                params=params, on_model=lambda m, stage: status.update(f"{m}: {stage}"))
+    _print_report(report)
+    stem = f"{bundle.name.replace(':', '_').replace('/', '_')}-{protocol}-{split}"
+    json_path, md_path = report.write(out, stem)
+    console.print(f"wrote {json_path} and {md_path}")
+
+
+@data_app.command("fetch")
+@cli_errors
+def data_fetch(name: Annotated[str, typer.Argument(help="movielens-100k or movielens-1m")],
+               verbose: VerboseOpt = False) -> None:
+    """Fetch, verify and cache a pinned dataset."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+
+    bundle = load_dataset(name)
+    console.print(f"{bundle.name}: {len(bundle.dataset):,} interactions ready")
+
+
+@data_app.command("info")
+@cli_errors
+def data_info(dataset: DatasetOpt = "movielens-100k", verbose: VerboseOpt = False) -> None:
+    """Sizes, density and the rating and time ranges of a dataset."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+
+    bundle = load_dataset(dataset)
+    ds = bundle.dataset
+    table = Table(title=bundle.name, show_header=False, title_justify="left")
+    rows = [("users", f"{ds.n_users:,}"), ("items", f"{ds.n_items:,}"), ("interactions", f"{len(ds):,}"),
+            ("density", f"{len(ds) / (ds.n_users * ds.n_items):.4%}"), ("catalog items", f"{len(bundle.catalog):,}")]
+    if ds.ratings is not None:
+        rows.append(("ratings", f"{ds.ratings.min():g} .. {ds.ratings.max():g}, mean {ds.ratings.mean():.3f}"))
+    if ds.timestamps is not None:
+        from datetime import UTC, datetime
+
+        lo, hi = (datetime.fromtimestamp(int(t), UTC).date() for t in (ds.timestamps.min(), ds.timestamps.max()))
+        rows.append(("time span", f"{lo} .. {hi}"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@split_app.command("export")
+@cli_errors
+def split_export(
+    dataset: DatasetOpt = "movielens-100k",
+    kind: Annotated[str, typer.Option(help="leave-one-out, temporal or cold-items.")] = "leave-one-out",
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("split"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write a split as TSV files and RecBole benchmark files, so other toolkits use the exact same split."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.data.splits import export_split
+    from recllm.eval.runner import make_split
+
+    bundle = load_dataset(dataset)
+    written = export_split(make_split(bundle, kind, seed), out, name=bundle.name.replace(":", "_"))
+    console.print(f"wrote {len(written)} files under {out}")
+
+
+@app.command()
+@cli_errors
+def fit(
+    dataset: DatasetOpt = "movielens-100k",
+    model: Annotated[str, typer.Option(help="pop, itemknn, ease, als, bpr or sasrec.")] = "ease",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE hyper-parameter.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder to save the model in.")] = Path("model"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fit a model on all interactions of a dataset and save it (safetensors + JSON)."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.models.registry import create_model
+
+    params = parse_params([f"{model}.{p}" for p in (param or [])], None).get(model, {})
+    recommender = create_model(model, params)
+    bundle = load_dataset(dataset)
+    with console.status(f"fitting {model} on {bundle.name}"):
+        recommender.fit(bundle.dataset)
+    recommender.save(out)
+    console.print(f"saved {model} to {out}")
+
+
+@app.command()
+@cli_errors
+def recommend(
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="A folder written by `recllm fit`.")],
+    user: Annotated[str | None, typer.Option(help="Known user id.")] = None,
+    history: Annotated[str | None, typer.Option(help="Comma-separated item ids, oldest first.")] = None,
+    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset whose catalog gives titles.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Recommend with a saved model for a known user or an ad-hoc history."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.models.base import Recommender
+
+    model = Recommender.load(model_dir)
+    items = [h.strip() for h in history.split(",")] if history else None
+    result = model.recommend(user, history=items, k=k) if user is not None or items is None else \
+        model.recommend(history=items, k=k)
+    catalog = load_dataset(dataset).catalog if dataset else None
+    if as_json:
+        records = result.to_records()
+        for rec in records:
+            rec["title"] = catalog.title(rec["item"]) if catalog else None
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+        return
+    table = Table(title=f"{model.name}: top {k}", title_justify="left")
+    for column in ("rank", "item", "title", "score"):
+        table.add_column(column)
+    for rank, scored in enumerate(result, start=1):
+        table.add_row(str(rank), scored.item, catalog.title(scored.item) if catalog else "", f"{scored.score:.4f}")
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The Recommender contract: fit, score, recommend for a known user or an ad-hoc history, save/load.
+
+Persistence is safetensors arrays plus a JSON config (never pickle), so a saved model can be inspected
+and loaded without running untrusted code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pydantic
+from safetensors.numpy import load_file, save_file
+
+from recllm.data.dataset import Dataset
+from recllm.data.itemlist import ItemList
+from recllm.data.vocabulary import Vocabulary
+from recllm.errors import ConfigError, NotFittedError, RecllmError, UnknownIdError
+from recllm.ranking import top_k
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+ARRAYS_FILE = "arrays.safetensors"
+
+MODEL_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a recommender creatable and loadable by its ``name``."""
+    MODEL_REGISTRY[cls.name] = cls
+    return cls
+
+
+class Recommender(ABC):
+    """Base of every classic recommender.
+
+    Subclasses declare hyper-parameters as keyword arguments of ``__init__`` (stored on ``self`` under
+    the same names) and implement ``_fit``, ``score`` and the array hooks for persistence. Item and user
+    ids are external strings at this interface; indices never leak out of ``recommend``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.user_vocab: Vocabulary | None = None
+        self.item_vocab: Vocabulary | None = None
+        self._history_indptr: np.ndarray | None = None
+        self._history_items: np.ndarray | None = None
+
+    # ---- hyper-parameters -------------------------------------------------------------------------
+    @classmethod
+    def config_model(cls) -> type[pydantic.BaseModel]:
+        """A pydantic model mirroring ``__init__``'s keyword arguments; unknown keys are errors."""
+        return _config_model_for(cls)
+
+    @classmethod
+    def from_config(cls, params: dict[str, Any] | None = None) -> Self:
+        try:
+            validated = cls.config_model()(**(params or {}))
+        except pydantic.ValidationError as exc:
+            raise ConfigError(f"model '{cls.name}': {_one_line(exc)}") from None
+        return cls(**validated.model_dump())
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.config_model().model_fields}
+
+    # ---- training ---------------------------------------------------------------------------------
+    def fit(self, dataset: Dataset, valid: Dataset | None = None) -> Self:
+        """Train on ``dataset``; iterative models stop early on NDCG@10 over ``valid`` (one target per user)."""
+        if len(dataset) == 0:
+            raise RecllmError(f"cannot fit {self.name} on an empty dataset")
+        self.user_vocab = dataset.user_vocab
+        self.item_vocab = dataset.item_vocab
+        self._history_indptr = np.asarray(dataset.sequence_indptr)
+        self._history_items = np.asarray(dataset.sequence_items)
+        self._fit(dataset, valid)
+        return self
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset, valid: Dataset | None) -> None: ...
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    @abstractmethod
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores (len(users), n_items) float32. ``users[b]`` is a user index or -1 for an ad-hoc user;
+        ``histories[b]`` the item indices that user interacted with, oldest first."""
+
+    @property
+    def n_items(self) -> int:
+        self._require_fitted()
+        assert self.item_vocab is not None
+        return len(self.item_vocab)
+
+    def history_of(self, user: int) -> np.ndarray:
+        """Training history (item indices, oldest first) of a user index."""
+        self._require_fitted()
+        assert self._history_indptr is not None and self._history_items is not None
+        return self._history_items[self._history_indptr[user]:self._history_indptr[user + 1]]
+
+    def recommend(
+        self,
+        user: str | int | None = None,
+        *,
+        history: Iterable[str | int] | None = None,
+        k: int = 10,
+        candidates: Iterable[str | int] | None = None,
+        exclude: Iterable[str | int] | str | None = "history",
+        unknown_items: str = "error",
+    ) -> ItemList:
+        """Top-``k`` items for a known ``user`` or an ad-hoc ``history`` (item ids, oldest first).
+
+        ``candidates`` restricts the ranking to those items; ``exclude`` is ``"history"`` (default: items
+        already in the history), ``None``, or explicit item ids. ``unknown_items="skip"`` drops history
+        items the model does not know (logging how many) instead of raising.
+        """
+        self._require_fitted()
+        assert self.item_vocab is not None and self.user_vocab is not None
+        if k < 1:
+            raise RecllmError(f"k must be at least 1, got {k}")
+        if (user is None) == (history is None):
+            raise RecllmError("recommend needs exactly one of `user` or `history`")
+        if user is not None:
+            user_index = self.user_vocab.index(user)
+            seq = self.history_of(user_index)
+        else:
+            user_index = -1
+            seq = self._history_indices(history or [], unknown_items)
+        scores = self.score(np.array([user_index]), [seq])[0].astype(np.float64)
+        mask = np.zeros(self.n_items, dtype=bool)
+        if candidates is not None:
+            cand = self.item_vocab.indices(list(candidates))
+            if len(cand) == 0:
+                return ItemList.empty()
+            allowed = np.zeros(self.n_items, dtype=bool)
+            allowed[cand] = True
+            mask |= ~allowed
+        if isinstance(exclude, str):
+            if exclude != "history":
+                raise RecllmError(f"exclude must be 'history', None or item ids, got '{exclude}'")
+            mask[seq] = True
+        elif exclude is not None:
+            mask[self.item_vocab.indices(list(exclude), missing="skip")] = True
+        scores[mask] = -np.inf
+        available = int((~mask).sum())
+        best = top_k(scores[None, :], min(k, available))[0]
+        return ItemList(tuple(self.item_vocab.lookup_ids(best)), scores[best])
+
+    def _history_indices(self, history: Iterable[str | int], unknown_items: str) -> np.ndarray:
+        assert self.item_vocab is not None
+        ids = [str(i) for i in history]
+        if unknown_items not in ("error", "skip"):
+            raise RecllmError(f"unknown_items must be 'error' or 'skip', got '{unknown_items}'")
+        marked = self.item_vocab.indices(ids, missing="mark")
+        if (marked < 0).any():
+            if unknown_items == "error":
+                first = ids[int(np.flatnonzero(marked < 0)[0])]
+                raise UnknownIdError(f"history item '{first}' is not known to the {self.name} model")
+            log.warning("%d history items unknown to %s were skipped", int((marked < 0).sum()), self.name)
+        return marked[marked >= 0]
+
+    def _require_fitted(self) -> None:
+        if self.item_vocab is None:
+            raise NotFittedError(f"{self.name} model is not fitted; call fit() or load() first")
+
+    # ---- persistence ------------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Learned arrays to persist (subclasses override)."""
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
+        """Rebuild learned state from ``_arrays`` output (subclasses override)."""
+
+    def save(self, directory: str | Path) -> Path:
+        self._require_fitted()
+        assert self.item_vocab is not None and self.user_vocab is not None
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._arrays().items()}
+        assert self._history_indptr is not None and self._history_items is not None
+        arrays["history.indptr"] = np.ascontiguousarray(self._history_indptr, dtype=np.int64)
+        arrays["history.items"] = np.ascontiguousarray(self._history_items, dtype=np.int32)
+        save_file(arrays, str(out / ARRAYS_FILE))
+        config = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "hyperparameters": self.hyperparameters(),
+            "user_ids": list(self.user_vocab.ids),
+            "item_ids": list(self.item_vocab.ids),
+        }
+        (out / CONFIG_FILE).write_text(json.dumps(config))
+        return out
+
+    @staticmethod
+    def load(directory: str | Path) -> Recommender:
+        """Load any registered recommender saved with ``save``."""
+        path = Path(directory)
+        config_path = path / CONFIG_FILE
+        if not config_path.exists():
+            raise RecllmError(f"{path}: not a saved recllm model (no {CONFIG_FILE})")
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RecllmError(f"{config_path}: invalid JSON ({exc})") from None
+        if config.get("format_version") != FORMAT_VERSION:
+            raise RecllmError(f"{config_path}: unsupported format_version {config.get('format_version')}")
+        if config.get("model") not in MODEL_REGISTRY:
+            from recllm.models.registry import model_names
+
+            model_names()  # registers models that are imported lazily
+        cls = MODEL_REGISTRY.get(config.get("model", ""))
+        if cls is None:
+            raise RecllmError(f"{config_path}: unknown model '{config.get('model')}'")
+        model = cls.from_config(config["hyperparameters"])
+        arrays = load_file(str(path / ARRAYS_FILE))
+        model.user_vocab = Vocabulary(config["user_ids"], kind="user")
+        model.item_vocab = Vocabulary(config["item_ids"], kind="item")
+        model._history_indptr = arrays.pop("history.indptr")
+        model._history_items = arrays.pop("history.items")
+        model._restore({k.removeprefix("model."): v for k, v in arrays.items()})
+        return model
+
+
+def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> Any:
+    """Binary CSR (len(histories), n_items) from item-index histories."""
+    import scipy.sparse as sp
+
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = np.concatenate(histories).astype(np.int32) if len(histories) else np.zeros(0, np.int32)
+    mat = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(histories), n_items))
+    mat.sum_duplicates()
+    mat.data[:] = 1.0
+    return mat
+
+
+@cache
+def _config_model_for(cls: type[Recommender]) -> type[pydantic.BaseModel]:
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(cls.__init__, eval_str=True).parameters.values():
+        if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+        default = param.default if param.default is not inspect.Parameter.empty else ...
+        fields[param.name] = (annotation, default)
+    return pydantic.create_model(f"{cls.__name__}Config", __config__=pydantic.ConfigDict(extra="forbid"),
+                                 **fields)
+
+
+def _one_line(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err
+                                               and err["type"] != "missing" else ""))
+    return "; ".join(parts)
