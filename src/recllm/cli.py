@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from recllm.config import load_toml
 from recllm.errors import ConfigError, RecllmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="recllm: LLM-assisted recommendation.")
@@ -60,12 +60,7 @@ def parse_params(pairs: list[str] | None, config: Path | None) -> dict[str, dict
     """Model hyper-parameters from a TOML file (``[models.NAME]`` tables) and ``NAME.key=value`` pairs."""
     params: dict[str, dict[str, Any]] = {}
     if config is not None:
-        try:
-            raw = tomllib.loads(config.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{config}: file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config}: invalid TOML ({exc})") from None
+        raw = load_toml(config)
         extra = set(raw) - {"models"}
         if extra:
             raise ConfigError(f"{config}: unknown top-level key '{sorted(extra)[0]}' (expected [models.NAME])")

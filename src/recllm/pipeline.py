@@ -4,17 +4,16 @@ attach here in later layers.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
+from recllm.config import build, load_toml
 from recllm.data.bundle import DataBundle
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.registry import load_dataset
-from recllm.errors import ConfigError
 from recllm.models.base import Recommender
 from recllm.models.registry import create_model
 
@@ -34,18 +33,8 @@ class PipelineConfig(pydantic.BaseModel):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> PipelineConfig:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-        try:
-            return cls(**raw.get("pipeline", raw))
-        except pydantic.ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raw = load_toml(path)
+        return build(cls, raw.get("pipeline", raw), where=str(path))
 
 
 class Pipeline:

@@ -129,6 +129,8 @@ def test_toml_config_relative_paths_and_unknown_keys(tmp_path: Path):
     toml = write(tmp_path, "data.toml", 'name = "mine"\n[interactions]\npath = "inter.tsv"\n')
     bundle = load_files_toml(toml)
     assert bundle.name == "mine" and len(bundle.dataset) == 3 and bundle.catalog["a"].title == "a"
+    implicit = write(tmp_path, "implicit.toml", '[interactions]\npath = "inter.tsv"\nrating = ""\n')
+    assert load_files_toml(implicit).dataset.ratings is None
     typo = write(tmp_path, "typo.toml", '[interactions]\npath = "inter.tsv"\nuser_col = "u"\n')
     with pytest.raises(ConfigError, match=r"interactions.user_col: Extra inputs are not permitted"):
         load_files_toml(typo)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pydantic
 
+from recllm.config import build, load_toml
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item, ItemCatalog
 from recllm.data.tables import read_table
@@ -17,7 +17,6 @@ from recllm.data.validation import (
     build_catalog,
     build_dataset,
 )
-from recllm.errors import ConfigError
 
 
 class InteractionSource(InteractionColumns):
@@ -49,10 +48,7 @@ def load_files(config: FileDatasetConfig | dict, *, base: Path | None = None) ->
     Without an items file the catalog holds one entry per interacted item, titled by its id.
     """
     if isinstance(config, dict):
-        try:
-            config = FileDatasetConfig(**config)
-        except pydantic.ValidationError as exc:
-            raise ConfigError(f"dataset config: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        config = build(FileDatasetConfig, config, where="dataset config")
     base = base or Path.cwd()
     catalog = None
     if config.items is not None:
@@ -70,17 +66,7 @@ def load_files(config: FileDatasetConfig | dict, *, base: Path | None = None) ->
 
 def load_files_toml(path: str | Path) -> DataBundle:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    try:
-        config = FileDatasetConfig(**raw)
-    except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    config = build(FileDatasetConfig, load_toml(path), where=str(path))
     return load_files(config, base=path.parent)
 
 

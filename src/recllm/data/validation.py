@@ -34,6 +34,12 @@ class InteractionColumns(pydantic.BaseModel):
     rating: str | None = "rating"
     timestamp: str | None = "timestamp"
 
+    @pydantic.field_validator("rating", "timestamp", mode="before")
+    @classmethod
+    def _empty_means_absent(cls, value: object) -> object:
+        """TOML has no null: ``rating = ""`` says the data has no rating column."""
+        return None if value == "" else value
+
 
 class ItemColumns(pydantic.BaseModel):
     """Which source column holds each item field; ``text`` lists further columns kept as facts."""

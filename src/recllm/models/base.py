@@ -19,10 +19,11 @@ import numpy as np
 import pydantic
 from safetensors.numpy import load_file, save_file
 
+from recllm.config import build
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.vocabulary import Vocabulary
-from recllm.errors import ConfigError, NotFittedError, RecllmError, UnknownIdError
+from recllm.errors import NotFittedError, RecllmError, UnknownIdError
 from recllm.ranking import top_k
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,7 @@ class Recommender(ABC):
 
     @classmethod
     def from_config(cls, params: dict[str, Any] | None = None) -> Self:
-        try:
-            validated = cls.config_model()(**(params or {}))
-        except pydantic.ValidationError as exc:
-            raise ConfigError(f"model '{cls.name}': {_one_line(exc)}") from None
+        validated = build(cls.config_model(), params or {}, where=f"model '{cls.name}'")
         return cls(**validated.model_dump())
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -254,12 +252,3 @@ def _config_model_for(cls: type[Recommender]) -> type[pydantic.BaseModel]:
         fields[param.name] = (annotation, default)
     return pydantic.create_model(f"{cls.__name__}Config", __config__=pydantic.ConfigDict(extra="forbid"),
                                  **fields)
-
-
-def _one_line(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{loc}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err
-                                               and err["type"] != "missing" else ""))
-    return "; ".join(parts)

@@ -1,0 +1,22 @@
+"""Write a benchmark's section into docs/benchmarks.md between its own markers, leaving others intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = ("# Benchmarks\n\nEvery figure below is written by a script in `benchmarks/`; each section names its "
+          "command, protocol, machine and date.\n")
+
+
+def write_section(key: str, body: str, doc: Path = DOC) -> None:
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    text = doc.read_text() if doc.exists() else HEADER
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
