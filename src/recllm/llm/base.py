@@ -1,0 +1,332 @@
+"""The LLM and Embedder contracts every backend implements, with request/response types and usage counters.
+
+Public methods validate their input once here and delegate to the backend's ``_generate``, ``_logprobs`` and
+``_next_token_logprobs``, so every backend rejects bad input the same way and counts its usage alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from recllm.errors import RecllmError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant")
+FinishReason = Literal["stop", "length"]
+
+
+class LLMError(RecllmError):
+    """A language-model call could not be done as asked (bad input, label not one token, prompt too long)."""
+
+
+class CapabilityError(LLMError):
+    """The backend lacks a capability the call needs (scoring, JSON-schema output)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: chat ``messages`` (rendered with the model's chat template) or a raw ``prompt``.
+
+    ``temperature=0`` is greedy decoding; above 0 the output is sampled, reproducibly when ``seed`` is set.
+    ``stop`` strings end the output early and are not part of the returned text. ``json_schema`` asks for
+    output constrained to that schema and needs a backend with ``can_schema``.
+    """
+
+    messages: tuple[dict[str, str], ...] | None = None
+    prompt: str | None = None
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise LLMError("a generation request needs exactly one of 'messages' or 'prompt'")
+        if self.messages is not None:
+            object.__setattr__(self, "messages", _normalise_messages(self.messages))
+        elif not isinstance(self.prompt, str):
+            raise LLMError(f"request 'prompt' must be a string, got {type(self.prompt).__name__}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise LLMError(f"request 'stop' must hold non-empty strings, got {self.stop!r}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise LLMError(f"request 'max_new_tokens' must be a positive integer, got {self.max_new_tokens!r}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise LLMError(f"request 'temperature' must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise LLMError(f"request 'top_p' must be in (0, 1], got {self.top_p!r}")
+
+    @classmethod
+    def chat(cls, messages: Sequence[Mapping[str, str]], **params: Any) -> GenerationRequest:
+        """A chat request from ``[{"role": ..., "content": ...}, ...]``."""
+        return cls(messages=tuple(dict(m) for m in messages), **params)
+
+    @classmethod
+    def text(cls, prompt: str, **params: Any) -> GenerationRequest:
+        """A raw-text continuation request (no chat template)."""
+        return cls(prompt=prompt, **params)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the same request always gives the same output (greedy, or sampled with a seed)."""
+        return self.greedy or self.seed is not None
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-ready description of everything that determines the output (used as a cache key)."""
+        return {
+            "messages": list(self.messages) if self.messages is not None else None,
+            "prompt": self.prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "json_schema": self.json_schema,
+            "seed": self.seed,
+        }
+
+
+def _normalise_messages(messages: Sequence[Mapping[str, str]]) -> tuple[dict[str, str], ...]:
+    if isinstance(messages, str | bytes) or not messages:
+        raise LLMError("request 'messages' must be a non-empty list of {'role', 'content'} mappings")
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or set(message) != {"role", "content"}:
+            raise LLMError(f"messages[{i}] must have exactly the keys 'role' and 'content', got {message!r}")
+        role, content = message["role"], message["content"]
+        if role not in ROLES:
+            raise LLMError(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise LLMError(f"messages[{i}].content must be a string, got {type(content).__name__}")
+        out.append({"role": role, "content": content})
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The text a request produced, why it ended, and its token counts."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "finish_reason": self.finish_reason, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> Completion:
+        return cls(text=value["text"], finish_reason=value["finish_reason"],
+                   prompt_tokens=int(value["prompt_tokens"]), completion_tokens=int(value["completion_tokens"]))
+
+
+@dataclass
+class Usage:
+    """Running totals of model work, so diagnostics can report tokens per second; safe across threads."""
+
+    generate_calls: int = 0
+    score_calls: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    scored_tokens: int = 0
+    generate_seconds: float = 0.0
+    score_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record_generation(self, *, requests: int, prompt_tokens: int, generated_tokens: int, seconds: float) -> None:
+        with self._lock:
+            self.generate_calls += requests
+            self.prompt_tokens += prompt_tokens
+            self.generated_tokens += generated_tokens
+            self.generate_seconds += seconds
+
+    def record_scoring(self, *, prompt_tokens: int, scored_tokens: int, seconds: float) -> None:
+        with self._lock:
+            self.score_calls += 1
+            self.prompt_tokens += prompt_tokens
+            self.scored_tokens += scored_tokens
+            self.score_seconds += seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second of generation time (0 before any generation)."""
+        return self.generated_tokens / self.generate_seconds if self.generate_seconds > 0 else 0.0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.generate_calls = self.score_calls = 0
+            self.prompt_tokens = self.generated_tokens = self.scored_tokens = 0
+            self.generate_seconds = self.score_seconds = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "generate_calls": self.generate_calls, "score_calls": self.score_calls,
+                "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+                "scored_tokens": self.scored_tokens, "generate_seconds": self.generate_seconds,
+                "score_seconds": self.score_seconds, "tokens_per_second": self.tokens_per_second,
+            }
+
+
+class LLM(ABC):
+    """A language model: generation, and (where ``can_score``) log-probabilities of given text.
+
+    ``backend`` names the implementation ("hf", "openai", ...), ``model_name`` the model it runs; both go
+    into cache keys and diagnostics. Log-probabilities are natural logarithms, returned as float64 arrays.
+    """
+
+    backend: str = "abstract"
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.usage = Usage()
+
+    # ---- capabilities -----------------------------------------------------------------------------
+    @property
+    def can_score(self) -> bool:
+        """Whether ``logprobs`` and ``next_token_logprobs`` are available."""
+        return False
+
+    @property
+    def can_schema(self) -> bool:
+        """Whether ``GenerationRequest.json_schema`` is honoured."""
+        return False
+
+    @property
+    def context_length(self) -> int | None:
+        """Maximum number of tokens (prompt plus output) the model takes, when known."""
+        return None
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text``; this default is a rough estimate (4 characters a token)."""
+        return max(1, math.ceil(len(text) / 4)) if text else 0
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text the model sees for chat ``messages`` (to score continuations of a chat)."""
+        raise CapabilityError(f"backend '{self.backend}' cannot render a chat as prompt text")
+
+    # ---- public, validated entry points -----------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """One completion per request, in order."""
+        requests = list(requests)
+        for i, request in enumerate(requests):
+            if not isinstance(request, GenerationRequest):
+                raise LLMError(f"requests[{i}] must be a GenerationRequest, got {type(request).__name__}")
+            if request.json_schema is not None and not self.can_schema:
+                raise CapabilityError(f"backend '{self.backend}' ({self.model_name}) cannot constrain output to a "
+                                      f"JSON schema (requests[{i}]); parse the text instead")
+        if not requests:
+            return []
+        completions = self._generate(requests)
+        if len(completions) != len(requests):
+            raise LLMError(f"backend '{self.backend}' returned {len(completions)} completions for "
+                           f"{len(requests)} requests")
+        return completions
+
+    def logprobs(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
+        """Sum of the token log-probabilities of each continuation following ``prompt``; shape (len,)."""
+        self._require_scoring("logprobs")
+        continuations = _check_texts(continuations, "continuations", allow_empty_text=True)
+        if not continuations:
+            return np.zeros(0, dtype=np.float64)
+        return self._check_scores(self._logprobs(_check_prompt(prompt), continuations), len(continuations))
+
+    def next_token_logprobs(self, prompt: str, tokens: Sequence[str]) -> np.ndarray:
+        """Log-probability of each single-token label as the very next token after ``prompt``."""
+        self._require_scoring("next_token_logprobs")
+        tokens = _check_texts(tokens, "tokens", allow_empty_text=False)
+        if not tokens:
+            return np.zeros(0, dtype=np.float64)
+        return self._check_scores(self._next_token_logprobs(_check_prompt(prompt), tokens), len(tokens))
+
+    # ---- backend hooks ----------------------------------------------------------------------------
+    @abstractmethod
+    def _generate(self, requests: list[GenerationRequest]) -> list[Completion]: ...
+
+    def _logprobs(self, prompt: str, continuations: list[str]) -> np.ndarray:
+        raise CapabilityError(f"backend '{self.backend}' cannot score continuations")
+
+    def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
+        raise CapabilityError(f"backend '{self.backend}' cannot score next tokens")
+
+    def _require_scoring(self, method: str) -> None:
+        if not self.can_score:
+            raise CapabilityError(f"backend '{self.backend}' ({self.model_name}) does not offer {method}; "
+                                  f"use generation, or a backend with can_score")
+
+    def _check_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (n,):
+            raise LLMError(f"backend '{self.backend}' returned scores of shape {scores.shape}, expected ({n},)")
+        return scores
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend={self.backend!r}, model={self.model_name!r})"
+
+
+def _check_prompt(prompt: str) -> str:
+    if not isinstance(prompt, str):
+        raise LLMError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise LLMError("prompt is empty: scoring needs some context before the continuation")
+    return prompt
+
+
+def _check_texts(texts: Sequence[str], name: str, *, allow_empty_text: bool) -> list[str]:
+    if isinstance(texts, str):
+        raise LLMError(f"{name} must be a list of strings, not one string")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise LLMError(f"{name}[{i}] must be a string, got {type(text).__name__}")
+        if not allow_empty_text and not text:
+            raise LLMError(f"{name}[{i}] is empty")
+    return out
+
+
+class Embedder(ABC):
+    """Text to vectors: ``embed`` returns L2-normalised float32 rows, so a dot product is the cosine."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length of each embedding vector."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``, shape (len(texts), dim), float32, each row of unit length."""
+        texts = _check_texts(texts, "texts", allow_empty_text=True)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = np.asarray(self._embed(texts), dtype=np.float32)
+        if vectors.shape != (len(texts), self.dim):
+            raise LLMError(f"embedder {self.model_name} returned shape {vectors.shape}, "
+                           f"expected ({len(texts)}, {self.dim})")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    @abstractmethod
+    def _embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model_name!r}, dim={self.dim})"

@@ -1,0 +1,50 @@
+"""Sentence embeddings through sentence-transformers; the default is the pinned all-MiniLM-L6-v2 (384 dims)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recllm.errors import ConfigError
+from recllm.llm.base import Embedder
+from recllm.llm.hf import pick_device
+from recllm.llm.resolve import resolve_embedder
+
+log = logging.getLogger(__name__)
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model; ``model`` is None (pinned MiniLM, read offline), a folder or a hub id."""
+
+    def __init__(self, model: str | Path | None = None, *, device: str = "auto", batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        if batch_size < 1:
+            raise ConfigError(f"embedder batch_size must be positive, got {batch_size}")
+        resolved = resolve_embedder(model)
+        super().__init__(resolved.name)
+        self.source = resolved.source
+        self.batch_size = batch_size
+        start = time.perf_counter()
+        try:
+            self.model = SentenceTransformer(resolved.source, device=str(pick_device(device)),
+                                             local_files_only=resolved.local)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load embedder '{resolved.source}': {exc}") from exc
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = getter()
+        if not dim:
+            raise ConfigError(f"embedder '{resolved.source}' does not report its embedding dimension")
+        self._dim = int(dim)
+        log.info("loaded embedder %s (%d dims) in %.2f s", resolved.name, self._dim, time.perf_counter() - start)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                            normalize_embeddings=True, show_progress_bar=False))

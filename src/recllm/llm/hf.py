@@ -1,0 +1,372 @@
+"""The ``hf`` backend: a causal language model run by transformers, on CPU or GPU.
+
+Scoring reuses the key/value cache of the prompt: the prompt runs once, and all continuations are then
+scored as one right-padded batch against that cache, instead of re-reading the prompt per candidate.
+
+Tokenisation at the prompt/continuation boundary: the prompt and each continuation are tokenised
+separately (tokens never merge across the boundary), identically in the reuse and no-reuse paths. BPE
+tokenisers fold a word's leading space into its token (" Paris" is one token, "Paris" another), so write
+continuations and labels with their leading space and the prompt without a trailing one. Trailing spaces of
+the prompt are moved to the front of every continuation: "is " + "Paris" is scored as "is" + " Paris".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from recllm.errors import ConfigError
+from recllm.llm.base import (
+    LLM,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    LLMError,
+    _check_prompt,
+    _check_texts,
+)
+from recllm.llm.resolve import CHATML_TEMPLATE, ResolvedModel, resolve_llm
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(device: str) -> torch.device:
+    """``"auto"``: the first CUDA GPU if there is one, else the CPU; otherwise the named torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown torch device '{device}'") from exc
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``"auto"``: float32 on CPU (fastest there), bfloat16 (or float16) on a GPU."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be auto or one of {', '.join(DTYPES)}, got '{dtype}'")
+    return DTYPES[dtype]
+
+
+class HFBackend(LLM):
+    """A transformers causal LM; ``model`` is None (the pinned default), a folder, a ``.gguf`` file or a hub id.
+
+    ``score_batch_size`` continuations are scored per forward pass, ``generate_batch_size`` greedy requests
+    decoded together. ``num_threads`` sets torch's (process-wide) CPU thread count when given.
+    JSON-schema-constrained output is not offered (``can_schema`` is False).
+    """
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        score_batch_size: int = 32,
+        generate_batch_size: int = 8,
+        num_threads: int | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if score_batch_size < 1 or generate_batch_size < 1:
+            raise ConfigError("score_batch_size and generate_batch_size must be positive")
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        resolved: ResolvedModel = resolve_llm(model)
+        super().__init__(resolved.name)
+        self.source = resolved.source
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.score_batch_size = score_batch_size
+        self.generate_batch_size = generate_batch_size
+        start = time.perf_counter()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                resolved.source, dtype=self.dtype, local_files_only=resolved.local)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load LLM '{resolved.source}' with transformers: {exc}") from exc
+        # Any: transformers' generic model types make mypy reject .to() and .generate() on it
+        self.model: Any = cast(Any, loaded)
+        self.model.to(self.device).eval()
+        self.load_seconds = time.perf_counter() - start
+        if not getattr(self.tokenizer, "chat_template", None):
+            log.warning("tokenizer of %s has no chat template; using ChatML", resolved.name)
+            self.tokenizer.chat_template = CHATML_TEMPLATE
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        self._eos_ids = self._collect_eos_ids()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        log.info("loaded %s on %s (%s) in %.2f s", resolved.name, self.device, self.dtype, self.load_seconds)
+
+    # ---- capabilities and helpers -----------------------------------------------------------------
+    @property
+    def can_score(self) -> bool:
+        return True
+
+    @property
+    def context_length(self) -> int | None:
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode_prompt(text)) if text else 0
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
+        request = GenerationRequest.chat(messages)  # validates roles and contents
+        return str(self.tokenizer.apply_chat_template(
+            list(request.messages or ()), add_generation_prompt=add_generation_prompt, tokenize=False))
+
+    def _collect_eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(int(i) for i in configured)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return sorted(ids)
+
+    def _encode_prompt(self, text: str) -> list[int]:
+        """Prompt ids; the tokenizer's special tokens (e.g. BOS) are added unless the text already has them."""
+        bos = self.tokenizer.bos_token
+        add = not (bos and text.startswith(bos))
+        return list(self.tokenizer(text, add_special_tokens=add)["input_ids"])
+
+    def _encode_piece(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _split_boundary(self, prompt: str) -> tuple[list[int], str]:
+        """Prompt ids without trailing spaces, and those spaces (to put before every continuation)."""
+        stripped = prompt.rstrip(" ")
+        ids = self._encode_prompt(stripped)
+        if not ids:
+            raise LLMError("prompt has no tokens: scoring needs some context before the continuation")
+        self._check_length(len(ids), "prompt")
+        return ids, prompt[len(stripped):]
+
+    def _check_length(self, n_tokens: int, what: str) -> None:
+        limit = self.context_length
+        if limit is not None and n_tokens > limit:
+            raise LLMError(f"{what} has {n_tokens} tokens, more than the model's context of {limit}")
+
+    def _forward(self, keep: int | None = None, **inputs: Any) -> Any:
+        if keep is not None and self._keeps_logits:
+            inputs["logits_to_keep"] = keep
+        out = self.model(**inputs)
+        if keep is not None and not self._keeps_logits:
+            out.logits = out.logits[:, -keep:]
+        return out
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    def logprobs(self, prompt: str, continuations: Sequence[str], *, reuse_prefix: bool = True) -> np.ndarray:
+        """Sum of token log-probabilities of each continuation after ``prompt``. ``reuse_prefix=True`` runs the
+        prompt once and scores the continuations against its key/value cache; False re-reads the prompt with
+        every continuation (slower; kept to measure the speed-up). Both give the same numbers."""
+        if reuse_prefix:
+            return super().logprobs(prompt, continuations)
+        texts = _check_texts(continuations, "continuations", allow_empty_text=True)
+        if not texts:
+            return np.zeros(0, dtype=np.float64)
+        return self._check_scores(self._score(_check_prompt(prompt), texts, reuse_prefix=False), len(texts))
+
+    def _logprobs(self, prompt: str, continuations: list[str]) -> np.ndarray:
+        return self._score(prompt, continuations, reuse_prefix=True)
+
+    def _score(self, prompt: str, continuations: list[str], *, reuse_prefix: bool) -> np.ndarray:
+        start = time.perf_counter()
+        prompt_ids, spaces = self._split_boundary(prompt)
+        conts = [self._encode_piece(spaces + c) if (spaces + c) else [] for c in continuations]
+        self._check_length(len(prompt_ids) + max(len(c) for c in conts), "prompt plus longest continuation")
+        scores = np.zeros(len(conts), dtype=np.float64)
+        order = sorted((i for i, c in enumerate(conts) if c), key=lambda i: len(conts[i]))
+        with torch.inference_mode():
+            if not order:  # only empty continuations: each scores 0 without running the model
+                pass
+            elif reuse_prefix:
+                self._score_reusing_prefix(prompt_ids, conts, order, scores)
+            else:
+                self._score_from_scratch(prompt_ids, conts, order, scores)
+        scored = sum(len(c) for c in conts)
+        self.usage.record_scoring(prompt_tokens=len(prompt_ids) * (1 if reuse_prefix else len(conts)),
+                                  scored_tokens=scored, seconds=time.perf_counter() - start)
+        return scores
+
+    def _score_reusing_prefix(self, prompt_ids: list[int], conts: list[list[int]], order: list[int],
+                              scores: np.ndarray) -> None:
+        n_prompt = len(prompt_ids)
+        out = self._forward(keep=1, input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
+        prefix_cache = out.past_key_values
+        chunks = list(_chunks(order, self.score_batch_size))
+        for number, chunk in enumerate(chunks):
+            width = max(len(conts[i]) for i in chunk) - 1  # the last token of each continuation is not fed
+            total = torch.tensor([first[conts[i][0]].item() for i in chunk], dtype=torch.float64)
+            if width > 0:
+                ids, mask = self._right_padded([conts[i][:-1] for i in chunk], width)
+                # the batch extends the cache in place: copy it unless no later batch needs the bare prefix
+                cache = prefix_cache if number == len(chunks) - 1 else copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(len(chunk))
+                attention = torch.cat([torch.ones((len(chunk), n_prompt), dtype=mask.dtype, device=self.device),
+                                       mask], dim=1)
+                positions = (torch.arange(width, device=self.device) + n_prompt).unsqueeze(0).expand(len(chunk), -1)
+                logits = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions,
+                                       past_key_values=cache, use_cache=True).logits
+                total += self._gather(logits, [conts[i][1:] for i in chunk], width)
+            scores[chunk] = total.numpy()
+
+    def _score_from_scratch(self, prompt_ids: list[int], conts: list[list[int]], order: list[int],
+                            scores: np.ndarray) -> None:
+        for chunk in _chunks(order, self.score_batch_size):
+            longest = max(len(conts[i]) for i in chunk)
+            width = len(prompt_ids) + longest - 1
+            ids, mask = self._right_padded([prompt_ids + conts[i][:-1] for i in chunk], width)
+            # logits at positions n_prompt-1 ... predict the continuation tokens: the last `longest` positions
+            logits = self._forward(keep=longest, input_ids=ids, attention_mask=mask).logits
+            scores[chunk] = self._gather(logits, [conts[i] for i in chunk], longest).numpy()
+
+    def _right_padded(self, rows: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, :len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[r, :len(row)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @staticmethod
+    def _gather(logits: torch.Tensor, targets: list[list[int]], width: int) -> torch.Tensor:
+        """Sum over rows of log p(targets[r][j]) read at logits[r, j]; padding positions are ignored."""
+        logp = torch.log_softmax(logits[:, :width].float(), dim=-1)
+        index = torch.zeros((len(targets), width), dtype=torch.long)
+        valid = torch.zeros((len(targets), width), dtype=torch.bool)
+        for r, row in enumerate(targets):
+            index[r, :len(row)] = torch.tensor(row, dtype=torch.long)
+            valid[r, :len(row)] = True
+        picked = logp.gather(-1, index.to(logp.device).unsqueeze(-1)).squeeze(-1).double().cpu()
+        return torch.where(valid, picked, torch.zeros_like(picked)).sum(dim=1)
+
+    def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
+        start = time.perf_counter()
+        prompt_ids, spaces = self._split_boundary(prompt)
+        label_ids = []
+        for i, label in enumerate(tokens):
+            ids = self._encode_piece(spaces + label)
+            if len(ids) != 1:
+                pieces = self.tokenizer.convert_ids_to_tokens(ids)
+                raise LLMError(f"label tokens[{i}] {label!r} is {len(ids)} tokens for {self.model_name} "
+                               f"({pieces}); next_token_logprobs needs single-token labels")
+            label_ids.append(ids[0])
+        with torch.inference_mode():
+            logits = self._forward(keep=1, input_ids=torch.tensor([prompt_ids], device=self.device)).logits
+            logp = torch.log_softmax(logits[0, -1].float(), dim=-1).double().cpu()
+        self.usage.record_scoring(prompt_tokens=len(prompt_ids), scored_tokens=len(tokens),
+                                  seconds=time.perf_counter() - start)
+        return logp[label_ids].numpy()
+
+    # ---- generation -------------------------------------------------------------------------------
+    def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        encoded = [self._encode_request(r) for r in requests]
+        results: list[Completion | None] = [None] * len(requests)
+        for group in self._batches(requests, encoded):
+            request = requests[group[0]]
+            seeded = request.seed is not None and not request.greedy
+            with self._seeded(request.seed) if seeded else contextlib.nullcontext():
+                for index, completion in zip(group, self._generate_batch(request, [encoded[i] for i in group]),
+                                             strict=True):
+                    results[index] = completion
+        return [c for c in results if c is not None]
+
+    def _encode_request(self, request: GenerationRequest) -> list[int]:
+        if request.messages is not None:
+            ids = self._encode_piece(self.render_chat(request.messages))
+        else:
+            ids = self._encode_prompt(request.prompt or "")
+        if not ids:
+            raise LLMError("generation prompt has no tokens")
+        self._check_length(len(ids), "generation prompt")
+        return ids
+
+    def _batches(self, requests: list[GenerationRequest], encoded: list[list[int]]) -> Iterator[list[int]]:
+        """Groups of request indices decoded together: equal parameters, similar lengths. A seeded sampled
+        request runs alone, so its output does not depend on what else is in the call."""
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            alone = r.seed is not None and not r.greedy
+            key = (r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed, i if alone else None)
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            members.sort(key=lambda i: len(encoded[i]))
+            yield from _chunks(members, self.generate_batch_size)
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed or 0)
+            yield
+
+    def _generate_batch(self, request: GenerationRequest, rows: list[list[int]]) -> list[Completion]:
+        from transformers import GenerationConfig
+
+        start = time.perf_counter()
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):  # left padding: every prompt ends where generation starts
+            ids[r, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[r, width - len(row):] = 1
+        params: dict[str, Any] = {"max_new_tokens": request.max_new_tokens, "eos_token_id": self._eos_ids,
+                                  "pad_token_id": self._pad_id}
+        if request.greedy:
+            params["do_sample"] = False
+        else:
+            params.update(do_sample=True, temperature=request.temperature, top_p=request.top_p, top_k=0)
+        extra: dict[str, Any] = {}
+        if request.stop:
+            params["stop_strings"] = list(request.stop)
+            extra["tokenizer"] = self.tokenizer
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                      generation_config=GenerationConfig(**params), **extra)
+        completions = [self._finish(request, len(row), out[r, width:].tolist()) for r, row in enumerate(rows)]
+        self.usage.record_generation(requests=len(rows), prompt_tokens=sum(len(r) for r in rows),
+                                     generated_tokens=sum(c.completion_tokens for c in completions),
+                                     seconds=time.perf_counter() - start)
+        return completions
+
+    def _finish(self, request: GenerationRequest, n_prompt: int, new: list[int]) -> Completion:
+        eos = set(self._eos_ids)
+        end = next((j for j, t in enumerate(new) if t in eos), None)
+        produced = new if end is None else new[:end]
+        while produced and produced[-1] == self._pad_id:  # a row stopped by a stop string is padded after it
+            produced = produced[:-1]
+        text = str(self.tokenizer.decode(produced, skip_special_tokens=True))
+        finish: FinishReason = "stop" if end is not None else "length"
+        cut = min((p for p in (text.find(s) for s in request.stop) if p >= 0), default=None)
+        if cut is not None:
+            text, finish = text[:cut], "stop"
+        n_generated = len(produced) + (1 if end is not None else 0)
+        return Completion(text=text, finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_generated)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
