@@ -90,3 +90,33 @@ def test_demo_shows_histories_recommendations_and_table(ml100k):
     assert proc.returncode == 0, proc.stderr
     assert "user 196" in proc.stdout and "top-10 recommendations" in proc.stdout
     assert "NDCG@10" in proc.stdout and "ease" in proc.stdout
+
+
+def test_llm_serve_starts_an_openai_compatible_server(tmp_path: Path):
+    """`recllm llm-serve` answers /health and lists the model at /v1/models, then stops on SIGTERM."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "recllm", "llm-serve", "--port", str(port), "--threads", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "llm-serve did not come up within 120 s"
+            time.sleep(0.5)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()
+        assert models["object"] == "list" and models["data"][0]["id"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

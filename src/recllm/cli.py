@@ -298,6 +298,26 @@ def recommend(
     console.print(table)
 
 
+@app.command("llm-serve")
+@cli_errors
+def llm_serve(
+    model: Annotated[str, typer.Option(help="LLM spec: hf (the pinned default), hf:FOLDER_OR_GGUF, openai:URL.")]
+    = "hf",
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default: there is no authentication).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8001,
+    threads: Annotated[int, typer.Option(help="Torch threads for the model (0: torch's default).")] = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve an LLM over an OpenAI-compatible HTTP API (one warm model shared by several processes)."""
+    _setup_logging(verbose)
+    from recllm.llm.server import serve_llm
+
+    options = {"num_threads": threads} if threads > 0 and model.startswith("hf") else {}
+    console.print(f"serving {model} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)")
+    serve_llm(model, host=host, port=port, log_level="info" if verbose else "warning", **options)
+
+
 def main() -> None:
     app()
 

@@ -9,8 +9,8 @@ from recllm.errors import ConfigError
 from recllm.llm.base import LLM, Embedder
 from recllm.llm.cache import CachedLLM, ResponseCache
 
-LLM_BACKENDS = ("hf",)
-PLANNED_BACKENDS = ("openai", "llamacpp")
+LLM_BACKENDS = ("hf", "openai")
+PLANNED_BACKENDS = ("llamacpp",)
 EMBEDDER_BACKENDS = ("st",)
 
 
@@ -20,7 +20,9 @@ def _split(spec: str) -> tuple[str, str | None]:
 
 
 def create_llm(spec: str = "hf", *, cache: bool | str | Path | ResponseCache | None = None, **options: Any) -> LLM:
-    """An LLM from ``spec``: ``"hf"`` (the pinned default model) or ``"hf:PATH_OR_ID"`` (folder, .gguf, hub id).
+    """An LLM from ``spec``: ``"hf"`` (the pinned default model) or ``"hf:PATH_OR_ID"`` (folder, .gguf, hub id);
+    ``"openai:URL"`` for any OpenAI-compatible server (options ``model``, ``api_key``, ``can_score``,
+    ``can_schema``, ... as :class:`~recllm.llm.openai_backend.OpenAIBackend` takes them).
 
     ``cache`` wraps the model in a :class:`CachedLLM`: True for ``$RECLLM_HOME/cache/llm.sqlite``, or a path
     or :class:`ResponseCache`. ``options`` go to the backend's constructor (e.g. ``device``, ``dtype``).
@@ -30,6 +32,12 @@ def create_llm(spec: str = "hf", *, cache: bool | str | Path | ResponseCache | N
         from recllm.llm.hf import HFBackend
 
         llm: LLM = HFBackend(target, **options)
+    elif backend == "openai":
+        from recllm.llm.openai_backend import OpenAIBackend
+
+        if target is None:
+            raise ConfigError(f"LLM spec '{spec}' needs the server's base URL, e.g. 'openai:http://127.0.0.1:8001/v1'")
+        llm = OpenAIBackend(target, **options)
     elif backend in PLANNED_BACKENDS:
         raise ConfigError(f"LLM backend '{backend}' (spec '{spec}') is not available yet in this version of recllm; "
                           f"available: {', '.join(LLM_BACKENDS)}")
