@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+
+from servers import free_port, running_server
 
 
 def recllm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,31 +95,10 @@ def test_demo_shows_histories_recommendations_and_table(ml100k):
     assert "NDCG@10" in proc.stdout and "ease" in proc.stdout
 
 
-def test_llm_serve_starts_an_openai_compatible_server(tmp_path: Path):
+def test_llm_serve_starts_an_openai_compatible_server():
     """`recllm llm-serve` answers /health and lists the model at /v1/models, then stops on SIGTERM."""
-    import socket
-    import time
-
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "recllm", "llm-serve", "--port", str(port), "--threads", "1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "llm-serve did not come up within 120 s"
-            time.sleep(0.5)
-        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()
-        assert models["object"] == "list" and models["data"][0]["id"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    port = free_port()
+    command = [sys.executable, "-m", "recllm", "llm-serve", "--port", str(port), "--threads", "1"]
+    with running_server(command, port) as base:
+        models = httpx.get(f"{base}/v1/models", timeout=10).json()
+    assert models["object"] == "list" and models["data"][0]["id"]

@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import numpy as np
 import pytest
 
@@ -26,6 +22,7 @@ from recllm.errors import ConfigError
 from recllm.llm import CachedLLM, CapabilityError, Completion, GenerationRequest, LLMError, create_llm
 from recllm.llm.hf import HFBackend
 from recllm.llm.openai_backend import OpenAIBackend
+from servers import free_port, running_server
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 TITLES = [" Toy Story (1995)", " GoldenEye (1995)", " Twelve Monkeys (1995)", " Fargo", ""]
@@ -33,41 +30,13 @@ LAUNCHER = ("import sys; from recllm.llm.server import serve_llm; "
             "serve_llm('hf', host='127.0.0.1', port=int(sys.argv[1]), num_threads=1, log_level='warning')")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """``serve_llm("hf")`` in a child process on a free port; yields its base URL once /health answers."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(port)], stdout=output,
-                                   stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    output.seek(0)
-                    pytest.fail(f"llm server exited with {process.returncode}:\n{output.read().decode()[-3000:]}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "llm server did not answer /health within 120 s"
-                time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with running_server([sys.executable, "-c", LAUNCHER, str(port)], port, env=env) as base:
+        yield f"{base}/v1"
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +172,7 @@ def test_the_backend_survives_pickling(remote: OpenAIBackend) -> None:
 
 # ---- failures -------------------------------------------------------------------------------------------
 def test_a_dead_port_is_a_quick_clear_error_after_bounded_retries() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     start = time.monotonic()
     backend = OpenAIBackend(url, model="m", max_retries=2, backoff=0.05)
     with pytest.raises(LLMError, match=rf"{url}/chat/completions is unreachable .*3 attempts"):
