@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 
 from recllm.data import Dataset, Item, ItemCatalog
-from recllm.llm import LLM, create_llm
 
 GENRES = ("Comedy", "Drama", "Horror", "Sci-Fi", "Western")
 
@@ -68,17 +59,3 @@ def unrated(full: Dataset) -> Dataset:
     return Dataset(users=full.users, items=full.items, user_vocab=full.user_vocab, item_vocab=full.item_vocab,
                    timestamps=full.timestamps, name="unrated")
 
-
-@pytest.fixture(scope="session")
-def smollm() -> LLM:
-    """The default model (converted SmolLM2-135M-Instruct from the cache); only its tokenizer is exercised."""
-    return create_llm("hf")
-
-
-@pytest.fixture(autouse=True)
-def _single_torch_thread() -> Iterator[None]:
-    """One torch thread while these tests run (the machine is shared), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

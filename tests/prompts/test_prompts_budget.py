@@ -12,36 +12,36 @@ from recllm.prompts import PromptBuilder, PromptError
 HISTORY = [(f"m{i}", float(1 + i % 5)) for i in range(1, 51)]  # 50 items, oldest first
 
 
-def test_counts_tokens_as_the_model_reads_them(catalog: ItemCatalog, smollm: LLM) -> None:
-    prompt = PromptBuilder(catalog, "rank-listwise", llm=smollm, max_tokens=100_000).build(
+def test_counts_tokens_as_the_model_reads_them(catalog: ItemCatalog, llm: LLM) -> None:
+    prompt = PromptBuilder(catalog, "rank-listwise", llm=llm, max_tokens=100_000).build(
         HISTORY, candidates=["m51", "m52"])
-    assert prompt.n_tokens == smollm.count_tokens(prompt.render(smollm))
-    assert prompt.render(smollm).startswith("<|im_start|>system\n")
-    assert prompt.counted_by == f"hf:{smollm.model_name}"
+    assert prompt.n_tokens == llm.count_tokens(prompt.render(llm))
+    assert prompt.render(llm).startswith("<|im_start|>system\n")
+    assert prompt.counted_by == f"hf:{llm.model_name}"
     assert not prompt.trim.trimmed and prompt.trim.history_kept == 50
 
 
-def test_budget_trims_oldest_history_first_and_fits(catalog: ItemCatalog, smollm: LLM) -> None:
+def test_budget_trims_oldest_history_first_and_fits(catalog: ItemCatalog, llm: LLM) -> None:
     budget = 700
-    builder = PromptBuilder(catalog, "rank-likelihood", llm=smollm, max_tokens=budget)
-    full = PromptBuilder(catalog, "rank-likelihood", llm=smollm).build(HISTORY, candidates=["m55", "m56"])
+    builder = PromptBuilder(catalog, "rank-likelihood", llm=llm, max_tokens=budget)
+    full = PromptBuilder(catalog, "rank-likelihood", llm=llm).build(HISTORY, candidates=["m55", "m56"])
     assert full.n_tokens > budget  # about 1,500 tokens with the whole history
     prompt = builder.build(HISTORY, candidates=["m55", "m56"])
     trim = prompt.trim
     kept = trim.history_kept
     assert 5 <= kept < 50 and trim.history_dropped == 50 - kept
     assert prompt.history == tuple(item for item, _ in HISTORY[-kept:])  # the newest items survive
-    assert prompt.n_tokens == smollm.count_tokens(prompt.render(smollm))
+    assert prompt.n_tokens == llm.count_tokens(prompt.render(llm))
     # the reserve covers the longest continuation, and the prompt plus reserve fits
-    assert trim.reserve >= max(smollm.count_tokens(c) for c in prompt.continuations)
+    assert trim.reserve >= max(llm.count_tokens(c) for c in prompt.continuations)
     assert prompt.n_tokens + trim.reserve <= budget
     # as much history as fits: one more item would not
-    bigger = PromptBuilder(catalog, "rank-likelihood", llm=smollm).build(HISTORY[-(kept + 1):],
+    bigger = PromptBuilder(catalog, "rank-likelihood", llm=llm).build(HISTORY[-(kept + 1):],
                                                                           candidates=["m55", "m56"])
     assert bigger.n_tokens + trim.reserve > budget
     # the task description and the output format are never cut
     assert prompt.messages[-1]["content"].startswith("Predict the next movie this user will watch.")
-    assert prompt.render(smollm).endswith("Answer with the title and year of the next movie only.<|im_end|>\n"
+    assert prompt.render(llm).endswith("Answer with the title and year of the next movie only.<|im_end|>\n"
                                           "<|im_start|>assistant\nNext movie:")
 
 
@@ -68,17 +68,17 @@ def test_demonstrations_go_after_history_reaches_its_floor(catalog: ItemCatalog,
     assert not build(100_000, 2, history).trim.trimmed
 
 
-def test_an_impossible_budget_is_a_clear_error(catalog: ItemCatalog, smollm: LLM) -> None:
+def test_an_impossible_budget_is_a_clear_error(catalog: ItemCatalog, llm: LLM) -> None:
     with pytest.raises(PromptError, match=r"needs \d+ tokens .* more than the budget of 50"):
-        PromptBuilder(catalog, "rank-verbalizer", llm=smollm, max_tokens=50).build(HISTORY, candidates=["m51"])
+        PromptBuilder(catalog, "rank-verbalizer", llm=llm, max_tokens=50).build(HISTORY, candidates=["m51"])
 
 
-def test_measured_token_counts_for_a_50_item_history(catalog: ItemCatalog, smollm: LLM) -> None:
+def test_measured_token_counts_for_a_50_item_history(catalog: ItemCatalog, llm: LLM) -> None:
     """The figures the report quotes: 50 items of history before and after a 1,024-token budget."""
     candidates = [f"m{i}" for i in range(51, 61)]
     for task in ("rank-likelihood", "rank-verbalizer", "rank-listwise"):
-        before = PromptBuilder(catalog, task, llm=smollm).build(HISTORY, candidates=candidates)
-        after = PromptBuilder(catalog, task, llm=smollm, max_tokens=1024).build(HISTORY, candidates=candidates)
+        before = PromptBuilder(catalog, task, llm=llm).build(HISTORY, candidates=candidates)
+        after = PromptBuilder(catalog, task, llm=llm, max_tokens=1024).build(HISTORY, candidates=candidates)
         assert before.trim.history_kept == 50 and before.n_tokens > 1024
         assert after.n_tokens + after.trim.reserve <= 1024 < before.n_tokens
         assert after.trim.history_dropped > 0

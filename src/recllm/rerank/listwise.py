@@ -1,0 +1,82 @@
+"""Listwise re-ranking (Chat-Rec style): the model writes the ranked list, which is parsed tolerantly.
+
+The ``rank-listwise`` prompt shows the candidates as "[1] Title (year); genres: ..." and asks for the numbers
+of the top ``k``, best first (one a line, or JSON with ``output="json"``). The answer is generated greedily
+and read by :class:`~recllm.rerank.parsing.RankingParser` (indices, labels, fuzzy titles, JSON, prose);
+grounding then drops what is not a candidate and repeats, and appends what the model left out in retriever
+order, counting each. This works with any backend, including those that cannot score text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from recllm.data.catalog import ItemCatalog
+from recllm.data.itemlist import ItemList
+from recllm.llm.base import LLM
+from recllm.prompts import PromptBuilder
+from recllm.rerank.base import Attempt, LLMReranker, RerankError
+from recllm.rerank.parsing import ParsedRanking, RankingParser
+
+log = logging.getLogger(__name__)
+
+
+class ListwiseReranker(LLMReranker):
+    """Asks the model for a ranked list of the candidates and grounds what it writes.
+
+    ``k``: how many the model is asked to list (None: all; the rest are filled in retriever order);
+    ``output``: the template's output format (``"lines"`` default, or ``"json"``); ``max_new_tokens``: the
+    generation limit (None: the template's answer reserve for ``k`` candidates); ``fuzzy_cutoff``: title
+    similarity needed to match a candidate. ``variant`` ("zero-shot", "few-shot", "chain-of-thought"),
+    ``builder`` and ``prompt_options`` as for ``LikelihoodReranker``.
+    """
+
+    kind = "listwise"
+
+    def __init__(self, llm: LLM, catalog: ItemCatalog, *, k: int | None = None, output: str | None = None,
+                 max_new_tokens: int | None = None, fuzzy_cutoff: float = 0.75, variant: str = "zero-shot",
+                 builder: PromptBuilder | None = None, prompt_options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(llm)
+        if k is not None and k < 1:
+            raise RerankError(f"k must be positive (or None for all candidates), got {k}")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise RerankError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        if not 0 < fuzzy_cutoff <= 1:
+            raise RerankError(f"fuzzy_cutoff must be in (0, 1], got {fuzzy_cutoff}")
+        self.catalog = catalog
+        self.k = k
+        self.max_new_tokens = max_new_tokens
+        self.fuzzy_cutoff = fuzzy_cutoff
+        self.builder = builder or PromptBuilder(catalog, "rank-listwise", variant, llm=llm, output=output,
+                                                **dict(prompt_options or {}))
+        if self.builder.task != "rank-listwise":
+            raise RerankError(f"ListwiseReranker needs a rank-listwise prompt builder, got {self.builder.task}")
+
+    def token_limit(self, n_listed: int) -> int:
+        """Generation limit for a list of ``n_listed`` candidates."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        template = self.builder.template
+        return max(1, template.answer_tokens + template.answer_tokens_per_candidate * n_listed)
+
+    def parse(self, text: str, candidates: tuple[str, ...], labels: tuple[str, ...]) -> ParsedRanking:
+        """Read one generated answer against the candidates and labels it was shown with."""
+        return RankingParser(candidates, labels, self.catalog, cutoff=self.fuzzy_cutoff).parse(text)
+
+    def _attempt(self, history: list[str], candidates: ItemList, user: object | None) -> Attempt:
+        ids = candidates.items
+        k = min(self.k or len(ids), len(ids))
+        prompt = self.builder.build(history, user=user, candidates=ids, k=k)
+        completion = self.llm.generate([prompt.request(self.llm, max_new_tokens=self.token_limit(k),
+                                                       temperature=0.0)])[0]
+        parsed = self.parse(completion.text, prompt.candidates, prompt.labels)
+        if parsed.format_error:
+            log.debug("listwise: unreadable answer %r", completion.text[:200])
+        return Attempt(proposed=parsed.items, hallucinated=parsed.hallucinated, outputs=1,
+                       format_errors=int(parsed.format_error),
+                       prompt_tokens=completion.prompt_tokens or prompt.n_tokens,
+                       generated_tokens=completion.completion_tokens, llm_calls=1,
+                       history_dropped=prompt.trim.history_dropped if prompt.trim is not None else 0,
+                       raw_outputs=(completion.text,))
