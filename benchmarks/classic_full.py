@@ -46,7 +46,10 @@ def section(reports: list[Report], load: tuple[float, float] | None, command: st
              "(SASRec stops early on validation NDCG@10); test histories are train + validation. HR@10 equals "
              "Recall@10 here (one target per user). ARP@10 is the mean number of training users of the "
              "recommended items. `rec s / 1k users` is scoring and ranking the whole catalogue for 1,000 users.",
-             "", f"Command: `{command}`", ""]
+             "", f"Command: `{command}`. The same table for one dataset from the CLI: "
+             "`recllm evaluate --dataset movielens-1m --models pop,itemknn,ease,als,bpr,sasrec --protocol full "
+             "--config benchmarks/configs/movielens-1m.toml` (hyper-parameters in that file were chosen on the "
+             "validation items).", ""]
     for report in reports:
         lines.append(report.to_markdown())
     if load is not None:
@@ -63,7 +66,7 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    command = "python benchmarks/classic_full.py " + shlex.join(sys.argv[1:])
+    command = " ".join(["python benchmarks/classic_full.py", shlex.join(sys.argv[1:])]).strip()
     models = args.models.split(",")
     reports = []
     for name in args.datasets.split(","):
