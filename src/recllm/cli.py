@@ -281,8 +281,7 @@ def recommend(
 
     model = Recommender.load(model_dir)
     items = [h.strip() for h in history.split(",")] if history else None
-    result = model.recommend(user, history=items, k=k) if user is not None or items is None else \
-        model.recommend(history=items, k=k)
+    result = model.recommend(user, history=items, k=k)
     catalog = load_dataset(dataset).catalog if dataset else None
     if as_json:
         records = result.to_records()

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pydantic
+import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from recllm.config import build
@@ -227,10 +228,8 @@ class Recommender(ABC):
         return model
 
 
-def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> Any:
+def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
     """Binary CSR (len(histories), n_items) from item-index histories."""
-    import scipy.sparse as sp
-
     lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
     indptr = np.zeros(len(histories) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
