@@ -13,12 +13,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.errors import RecllmError
 from recllm.llm.base import LLM
+from recllm.prompts import PromptBuilder
 from recllm.rerank.diagnostics import Diagnostics
 
 log = logging.getLogger(__name__)
@@ -163,6 +166,15 @@ class LLMReranker(Reranker):
     @property
     def name(self) -> str:
         return self.kind
+
+    @staticmethod
+    def _prompt_builder(builder: PromptBuilder | None, task: str, catalog: ItemCatalog, variant: str, llm: LLM,
+                        **options: Any) -> PromptBuilder:
+        """The given builder, checked to build ``task`` prompts, or a new one for ``task`` and ``variant``."""
+        builder = builder or PromptBuilder(catalog, task, variant, llm=llm, **options)
+        if builder.task != task:
+            raise RerankError(f"this re-ranker needs a {task} prompt builder, got {builder.task}")
+        return builder
 
     @abstractmethod
     def _attempt(self, history: list[str], candidates: ItemList, user: object | None) -> Attempt:

@@ -74,10 +74,8 @@ class LikelihoodReranker(LLMReranker):
         self.catalog = catalog
         self.calibrate = calibrate
         self.length_norm = (not calibrate) if length_norm is None else length_norm
-        self.builder = builder or PromptBuilder(catalog, "rank-likelihood", variant, llm=llm,
-                                                **dict(prompt_options or {}))
-        if self.builder.task != "rank-likelihood":
-            raise RerankError(f"LikelihoodReranker needs a rank-likelihood prompt builder, got {self.builder.task}")
+        self.builder = self._prompt_builder(builder, "rank-likelihood", catalog, variant, llm,
+                                            **dict(prompt_options or {}))
         self._count = piece_counter(llm)
         self._prior: dict[tuple[str, str], float] = {}
         self._tokens: dict[str, int] = {}

@@ -49,10 +49,8 @@ class ListwiseReranker(LLMReranker):
         self.k = k
         self.max_new_tokens = max_new_tokens
         self.fuzzy_cutoff = fuzzy_cutoff
-        self.builder = builder or PromptBuilder(catalog, "rank-listwise", variant, llm=llm, output=output,
-                                                **dict(prompt_options or {}))
-        if self.builder.task != "rank-listwise":
-            raise RerankError(f"ListwiseReranker needs a rank-listwise prompt builder, got {self.builder.task}")
+        self.builder = self._prompt_builder(builder, "rank-listwise", catalog, variant, llm,
+                                            output=output, **dict(prompt_options or {}))
 
     def token_limit(self, n_listed: int) -> int:
         """Generation limit for a list of ``n_listed`` candidates."""

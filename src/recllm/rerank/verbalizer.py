@@ -54,10 +54,8 @@ class VerbalizerReranker(LLMReranker):
         self.catalog = catalog
         self.max_candidates = max_candidates
         self.overflow = overflow
-        self.builder = builder or PromptBuilder(catalog, "rank-verbalizer", variant, llm=llm, label_style=label_style,
-                                                **dict(prompt_options or {}))
-        if self.builder.task != "rank-verbalizer":
-            raise RerankError(f"VerbalizerReranker needs a rank-verbalizer prompt builder, got {self.builder.task}")
+        self.builder = self._prompt_builder(builder, "rank-verbalizer", catalog, variant, llm,
+                                            label_style=label_style, **dict(prompt_options or {}))
 
     def _attempt(self, history: list[str], candidates: ItemList, user: object | None) -> Attempt:
         ids = candidates.items
