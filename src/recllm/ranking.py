@@ -12,15 +12,18 @@ import numpy as np
 def pessimistic_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """0-based rank of ``targets[b]`` within row ``scores[b]``; excluded items should hold -inf.
 
-    rank = #items scoring higher + #other items scoring equal. A target whose own score is -inf (excluded
-    or unscorable) gets rank n-1, the worst.
+    rank = #items scoring higher + #other items scoring equal. A target whose own score is -inf or NaN
+    (excluded or unscorable) gets rank n-1, the worst; any other NaN counts as scoring above the target.
     """
     rows = np.arange(scores.shape[0])
     target_scores = scores[rows, targets][:, None]
     higher = (scores > target_scores).sum(axis=1)
     equal = (scores == target_scores).sum(axis=1) - 1
+    # NaN compares false with everything: a NaN elsewhere in the row counts as above the target
+    higher += (np.isnan(scores).sum(axis=1) - np.isnan(target_scores[:, 0])).clip(min=0)
     ranks = higher + equal
-    ranks[np.isneginf(target_scores[:, 0])] = scores.shape[1] - 1
+    unscorable = np.isneginf(target_scores[:, 0]) | np.isnan(target_scores[:, 0])
+    ranks[unscorable] = scores.shape[1] - 1
     return ranks.astype(np.int64)
 
 

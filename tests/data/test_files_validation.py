@@ -141,3 +141,11 @@ def test_missing_file_and_unknown_format(tmp_path: Path):
         read_table(tmp_path / "nope.csv")
     with pytest.raises(DataError, match="cannot tell the format"):
         read_table(write(tmp_path, "data.txt", "a"))
+
+
+def test_fractional_timestamps_are_truncated_with_a_warning(tmp_path: Path, caplog):
+    table = read_table(write(tmp_path, "f.csv", "user,item,rating,timestamp\nu1,a,5,10.7\nu1,b,3,11\n"))
+    with caplog.at_level(logging.WARNING):
+        ds = build_dataset(table)
+    assert ds.timestamps.tolist() == [10, 11]
+    assert "1 timestamps in 'timestamp' have fractions of a second" in caplog.text and "line 2" in caplog.text

@@ -10,7 +10,7 @@ from recllm.eval import build_queries, evaluate_full, evaluate_sampled, queries_
 from recllm.eval.metrics import average_popularity, catalog_coverage, mae, rmse, user_metrics
 from recllm.eval.protocols import sample_negatives
 from recllm.models.base import Recommender
-from recllm.ranking import pessimistic_ranks, top_k
+from recllm.ranking import ndcg_from_ranks, pessimistic_ranks, top_k
 
 
 def test_hand_computed_single_target_metrics():
@@ -114,3 +114,10 @@ def test_ml100k_reference_figures(ml100k: DataBundle):
     rating = run_evaluation(ml100k, ["global-mean", "bias"], protocol="rating")
     rmse_by = {row.model: row.metrics["RMSE"] for row in rating.rows}
     assert rmse_by["bias"] < rmse_by["global-mean"] < 1.3
+
+
+def test_nan_scores_rank_pessimistically():
+    scores = np.array([[0.5, np.nan, 0.2, 0.9], [np.nan, 0.1, 0.3, 0.2]])
+    # row 0: target 0.5 is behind 0.9 and the NaN; row 1: a NaN target is unscorable, the worst rank
+    assert pessimistic_ranks(scores, np.array([0, 0])).tolist() == [2, 3]
+    assert np.isfinite(ndcg_from_ranks(pessimistic_ranks(scores, np.array([0, 0])), 10)).all()

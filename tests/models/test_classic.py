@@ -121,3 +121,15 @@ def test_rating_baselines(tiny: Dataset):
     # u4 rated only d (5); with no regularisation the fit reproduces training ratings closely on average
     assert np.abs(bias.predict(["u1", "u2"], ["a", "b"]) - [5, 5]).max() < 1.5
     assert bias.predict(["stranger"], ["a"])[0] == pytest.approx(bias.mean_ + bias.item_bias_[0])
+
+
+def test_a_failed_fit_does_not_look_fitted(tiny: Dataset):
+    class Broken(EASE):
+        def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
+            raise MemoryError("simulated: the item-item matrix does not fit")
+
+    model = Broken()
+    with pytest.raises(MemoryError):
+        model.fit(tiny)
+    with pytest.raises(NotFittedError):
+        model.recommend("u1")

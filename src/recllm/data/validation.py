@@ -110,7 +110,13 @@ def parse_timestamps(table: Table, column: str) -> np.ndarray:
     raw = table.frame[column]
     numbers = pd.to_numeric(raw, errors="coerce")
     if numbers.notna().all():
-        return numbers.to_numpy(dtype=np.float64).astype(np.int64)
+        values = numbers.to_numpy(dtype=np.float64)
+        fractional = values != np.floor(values)
+        if fractional.any():
+            log.warning("%s: %d timestamps in '%s' have fractions of a second, truncated to whole seconds "
+                        "(first at line %d); equal seconds keep file order", table.path, int(fractional.sum()),
+                        column, table.line_of(int(np.flatnonzero(fractional)[0])))
+        return np.floor(values).astype(np.int64)
     parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna().to_numpy() & numbers.isna().to_numpy()
     if bad.any():

@@ -81,7 +81,11 @@ class Recommender(ABC):
         self.item_vocab = dataset.item_vocab
         self._history_indptr = np.asarray(dataset.sequence_indptr)
         self._history_items = np.asarray(dataset.sequence_items)
-        self._fit(dataset, valid)
+        try:
+            self._fit(dataset, valid)
+        except BaseException:
+            self.user_vocab = self.item_vocab = None  # a failed fit must not look fitted
+            raise
         return self
 
     @abstractmethod
