@@ -102,3 +102,11 @@ def test_llm_serve_starts_an_openai_compatible_server():
     with running_server(command, port) as base:
         models = httpx.get(f"{base}/v1/models", timeout=10).json()
     assert models["object"] == "list" and models["data"][0]["id"]
+
+
+def test_recommend_with_rerank_and_explain(ml100k):
+    proc = recllm("recommend", "--user", "196", "--k", "3", "--rerank", "likelihood", "--candidates", "8",
+                  "--explain", "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)
+    assert len(records) == 3 and all(r["explanation"] and r["title"] for r in records)

@@ -265,36 +265,61 @@ def fit(
 @app.command()
 @cli_errors
 def recommend(
-    model_dir: Annotated[Path, typer.Option("--model-dir", help="A folder written by `recllm fit`.")],
     user: Annotated[str | None, typer.Option(help="Known user id.")] = None,
     history: Annotated[str | None, typer.Option(help="Comma-separated item ids, oldest first.")] = None,
     k: Annotated[int, typer.Option(help="How many items.")] = 10,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset whose catalog gives titles.")]
+    dataset: DatasetOpt = "movielens-100k",
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="A retriever saved by `recllm fit`; "
+                                                   "without it the default retriever is fitted on --dataset.")]
     = None,
+    rerank: Annotated[str | None, typer.Option(help="Re-rank with an LLM: likelihood, verbalizer or listwise.")]
+    = None,
+    candidates: Annotated[int, typer.Option(help="How many retrieved items the re-ranker sees.")] = 20,
+    explain: Annotated[bool, typer.Option("--explain", help="Explain each item (checked against the catalog).")]
+    = False,
+    llm: Annotated[str, typer.Option(help="LLM spec for re-ranking and explaining: hf, hf:PATH, openai:URL.")]
+    = "hf",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Recommend with a saved model for a known user or an ad-hoc history."""
+    """Recommend for a known user or an ad-hoc history: retrieve, optionally re-rank with an LLM and explain."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.models.base import Recommender
+    from recllm.pipeline import Pipeline, PipelineConfig, RerankerConfig
 
-    model = Recommender.load(model_dir)
-    items = [h.strip() for h in history.split(",")] if history else None
-    result = model.recommend(user, history=items, k=k)
-    catalog = load_dataset(dataset).catalog if dataset else None
+    config = PipelineConfig(dataset=dataset, explain=explain, explainer_llm=llm,
+                            reranker=RerankerConfig(name=rerank, llm=llm, candidates=candidates) if rerank else None)
+    with console.status(f"loading {dataset}" + (" and the language model" if rerank or explain else "")):
+        bundle = load_dataset(dataset)
+        pipeline = Pipeline.from_config(config, data=bundle)
+    if model_dir is not None:
+        pipeline.retriever = Recommender.load(model_dir)
+    else:
+        with console.status(f"fitting the {config.retriever.model} retriever on {bundle.name}"):
+            pipeline.fit()
+    items = [h.strip() for h in history.split(",") if h.strip()] if history else None
+    with console.status("recommending"):
+        outcome = pipeline.run(user, history=items, k=k)
+    result, catalog = outcome.items, bundle.catalog
     if as_json:
         records = result.to_records()
         for rec in records:
-            rec["title"] = catalog.title(rec["item"]) if catalog else None
+            rec["title"] = catalog.title(rec["item"])
         sys.stdout.write(json.dumps(records, indent=1) + "\n")
         return
-    table = Table(title=f"{model.name}: top {k}", title_justify="left")
-    for column in ("rank", "item", "title", "score"):
-        table.add_column(column)
+    stages = " -> ".join([pipeline.retriever.name, *([rerank] if rerank else []), *(["explain"] if explain else [])])
+    table = Table(title=f"{stages}: top {k}", title_justify="left", show_lines=explain)
+    for column in ("rank", "item", "title", "score", *(["why"] if explain else [])):
+        table.add_column(column, overflow="fold")
     for rank, scored in enumerate(result, start=1):
-        table.add_row(str(rank), scored.item, catalog.title(scored.item) if catalog else "", f"{scored.score:.4f}")
+        table.add_row(str(rank), scored.item, catalog.title(scored.item), f"{scored.score:.4f}",
+                      *([scored.explanation or ""] if explain else []))
     console.print(table)
+    if outcome.rerank_diagnostics is not None:
+        d = outcome.rerank_diagnostics
+        console.print(f"re-ranker: {d.latency_s:.2f} s, {d.prompt_tokens} prompt tokens, "
+                      f"{len(d.hallucinated)} hallucinated and {d.duplicates} duplicate references grounded away")
 
 
 @app.command("llm-serve")
