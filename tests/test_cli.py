@@ -39,6 +39,21 @@ def test_evaluate_writes_json_and_markdown(tmp_path: Path, ml100k):
     assert "| ease |" in markdown and "protocol `full`" in markdown and "Command: `recllm evaluate" in markdown
 
 
+def test_evaluate_with_a_reranker_reports_llm_diagnostics(tmp_path: Path, ml100k):
+    proc = recllm("evaluate", "--models", "pop", "--protocol", "sampled-8", "--rerank", "verbalizer", "--users", "3",
+                  "--param", "verbalizer.label_style=numbers", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "LLM diagnostics" in proc.stdout and "3 of 943 test users" in proc.stdout
+    report = json.loads((tmp_path / "movielens-100k-sampled-8-leave-one-out-rerank.json").read_text())
+    rows = {row["model"]: row for row in report["rows"]}
+    assert set(rows) == {"random", "pop", "verbalizer"}
+    assert rows["verbalizer"]["params"] == {"label_style": "numbers"}
+    diagnostics = rows["verbalizer"]["diagnostics"]
+    assert diagnostics["users"] == 3 and diagnostics["grounded_hallucination_rate"] == 0.0
+    assert diagnostics["models"] == ["hf:SmolLM2-135M-Instruct-Q4_1"]
+    assert all(row["n_users"] == 3 for row in rows.values())
+
+
 def test_fit_then_recommend_round_trip(tmp_path: Path, ml100k):
     assert recllm("fit", "--model", "ease", "--out", str(tmp_path / "m")).returncode == 0
     proc = recllm("recommend", "--model-dir", str(tmp_path / "m"), "--user", "196", "--k", "5", "--json",
@@ -81,6 +96,9 @@ def test_unknown_item_is_an_error_in_strict_mode(tmp_path: Path):
     (("evaluate", "--models", "ease", "--param", "ease.l3=1"), ("l3: Extra inputs are not permitted",)),
     (("evaluate", "--protocol", "sampled"), ("unknown protocol 'sampled'",)),
     (("evaluate", "--dataset", "movielens-7m"), ("unknown dataset 'movielens-7m'",)),
+    (("evaluate", "--rerank", "likelihood"), ("re-rankers are evaluated under sampled-N or rerank-topN",)),
+    (("evaluate", "--models", "pop", "--protocol", "rerank-top5", "--k", "5", "--rerank", "likelihood",
+      "--param", "likelihood.calibrat=false"), ("re-ranker 'likelihood'", "calibrat")),
     (("recommend", "--model-dir", "/nonexistent"), ("not a saved recllm model",)),
 ])
 def test_bad_arguments_fail_with_one_line(args: tuple[str, ...], fragments: tuple[str, ...], tmp_path: Path):

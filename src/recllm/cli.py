@@ -57,22 +57,26 @@ def cli_errors(func: F) -> F:
 
 
 def parse_params(pairs: list[str] | None, config: Path | None) -> dict[str, dict[str, Any]]:
-    """Model hyper-parameters from a TOML file (``[models.NAME]`` tables) and ``NAME.key=value`` pairs."""
+    """Model and re-ranker options from a TOML file (``[models.NAME]`` and ``[rerankers.NAME]`` tables) and
+    ``NAME.key=value`` pairs (values read as JSON when they parse, else as strings)."""
     params: dict[str, dict[str, Any]] = {}
     if config is not None:
         raw = load_toml(config)
-        extra = set(raw) - {"models"}
+        extra = set(raw) - {"models", "rerankers"}
         if extra:
-            raise ConfigError(f"{config}: unknown top-level key '{sorted(extra)[0]}' (expected [models.NAME])")
-        for name, table in raw.get("models", {}).items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"{config}: models.{name} must be a table")
-            params[name] = dict(table)
+            raise ConfigError(f"{config}: unknown top-level key '{sorted(extra)[0]}' "
+                              f"(expected [models.NAME] or [rerankers.NAME])")
+        for section in ("models", "rerankers"):
+            for name, table in raw.get(section, {}).items():
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{config}: {section}.{name} must be a table")
+                params[name] = dict(table)
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         model, dot, field = key.partition(".")
         if not sep or not dot or not model or not field:
-            raise ConfigError(f"--param '{pair}': expected MODEL.KEY=VALUE, e.g. sasrec.epochs=20")
+            raise ConfigError(f"--param '{pair}': expected NAME.KEY=VALUE, e.g. sasrec.epochs=20 or "
+                              f"likelihood.calibrate=false")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
@@ -139,6 +143,21 @@ def _print_report(report: Any) -> None:
                                    else f"{row.metrics.get(n, float('nan')):.1f}" for n in names),
                       f"{row.fit_seconds:.1f}", f"{row.recommend_seconds_per_1k_users:.2f}")
     console.print(table)
+    llm_rows = [row for row in report.rows if row.diagnostics]
+    if llm_rows:
+        diag = Table(title="LLM diagnostics", title_justify="left")
+        for column in ("row", "model", "format err", "halluc. raw", "halluc. grounded", "dupl.", "p50 s", "p95 s",
+                       "tok/s"):
+            diag.add_column(column, justify="left" if column in ("row", "model") else "right")
+        for row in llm_rows:
+            d = row.diagnostics
+            diag.add_row(row.model, ", ".join(d["models"]), f"{d['format_error_rate']:.1%}",
+                         f"{d['hallucination_rate']:.1%}", f"{d['grounded_hallucination_rate']:.1%}",
+                         f"{d['duplicate_rate']:.1%}", f"{d['latency_p50_s']:.2f}", f"{d['latency_p95_s']:.2f}",
+                         f"{d['processed_tokens_per_second']:.0f}")
+        console.print(diag)
+    for note in report.notes:
+        console.print(f"note: {note}")
 
 
 @app.command()
@@ -147,24 +166,35 @@ def evaluate(
     dataset: DatasetOpt = "movielens-100k",
     models: Annotated[str, typer.Option(help="Comma-separated: pop,itemknn,ease,als,bpr,sasrec "
                                         "(rating protocol: global-mean,bias).")] = "pop,itemknn,ease,als,bpr",
-    protocol: Annotated[str, typer.Option(help="full, sampled-N (e.g. sampled-100) or rating.")] = "full",
+    protocol: Annotated[str, typer.Option(help="full, sampled-N (e.g. sampled-20), rerank-topN (e.g. rerank-top20) "
+                                          "or rating.")] = "full",
     k: Annotated[list[int] | None, typer.Option("--k", help="Cut-offs (repeat for several).")] = None,
     split: Annotated[str, typer.Option(help="leave-one-out, temporal or cold-items.")] = "leave-one-out",
     seed: Annotated[int, typer.Option(help="Seed for splits and sampled negatives.")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", "-p",
                                                     help="MODEL.KEY=VALUE hyper-parameter.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML with [models.NAME] tables.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with [models.NAME] / [rerankers.NAME] tables.")] = None,
+    rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers (likelihood,verbalizer,listwise); "
+                                        "with sampled-N or rerank-topN.")] = "",
+    llm: Annotated[str, typer.Option(help="LLM for re-rankers: hf, hf:PATH or openai:URL.")] = "hf",
+    users: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of this many test users.")] = None,
+    permutations: Annotated[int, typer.Option(help="Shuffled candidate orders per user, Borda-aggregated "
+                                              "(1: none).")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown report.")] = Path("results"),
     verbose: VerboseOpt = False,
 ) -> None:
-    """Fit models on one split and evaluate them under one protocol; print a table, write JSON and Markdown."""
+    """Fit models on one split and evaluate them under one protocol; print a table, write JSON and Markdown.
+
+    With --rerank, LLM re-rankers are evaluated on the same candidates as the models (sampled-N) or over
+    each model's top N (rerank-topN), and the LLM diagnostics are reported beside them."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.eval.runner import make_split, parse_protocol, run_evaluation
 
     parse_protocol(protocol)
     names = [m.strip() for m in models.split(",") if m.strip()]
-    if not names:
+    rerankers = [r.strip() for r in rerank.split(",") if r.strip()]
+    if not names and not rerankers:
         raise ConfigError("--models is empty")
     params = parse_params(param, config)
     ks = tuple(sorted(set(k or [10])))
@@ -176,9 +206,10 @@ def evaluate(
     status = console.status("starting")
     with status:
         report = run_evaluation(bundle, names, protocol=protocol, ks=ks, seed=seed, split=the_split,
-                                params=params, on_model=lambda m, stage: status.update(f"{m}: {stage}"))
+                                params=params, on_model=lambda m, stage: status.update(f"{m}: {stage}"),
+                                rerankers=rerankers, llm=llm, max_users=users, permutations=permutations)
     _print_report(report)
-    stem = f"{bundle.name.replace(':', '_').replace('/', '_')}-{protocol}-{split}"
+    stem = f"{bundle.name.replace(':', '_').replace('/', '_')}-{protocol}-{split}" + ("-rerank" if rerankers else "")
     json_path, md_path = report.write(out, stem)
     console.print(f"wrote {json_path} and {md_path}")
 

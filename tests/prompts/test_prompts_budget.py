@@ -8,12 +8,13 @@ import pytest
 from recllm.data import Dataset, ItemCatalog
 from recllm.llm import LLM
 from recllm.prompts import PromptBuilder, PromptError
+from recllm.prompts.builder import DEFAULT_MAX_HISTORY
 
 HISTORY = [(f"m{i}", float(1 + i % 5)) for i in range(1, 51)]  # 50 items, oldest first
 
 
 def test_counts_tokens_as_the_model_reads_them(catalog: ItemCatalog, llm: LLM) -> None:
-    prompt = PromptBuilder(catalog, "rank-listwise", llm=llm, max_tokens=100_000).build(
+    prompt = PromptBuilder(catalog, "rank-listwise", llm=llm, max_tokens=100_000, max_history=None).build(
         HISTORY, candidates=["m51", "m52"])
     assert prompt.n_tokens == llm.count_tokens(prompt.render(llm))
     assert prompt.render(llm).startswith("<|im_start|>system\n")
@@ -23,8 +24,9 @@ def test_counts_tokens_as_the_model_reads_them(catalog: ItemCatalog, llm: LLM) -
 
 def test_budget_trims_oldest_history_first_and_fits(catalog: ItemCatalog, llm: LLM) -> None:
     budget = 700
-    builder = PromptBuilder(catalog, "rank-likelihood", llm=llm, max_tokens=budget)
-    full = PromptBuilder(catalog, "rank-likelihood", llm=llm).build(HISTORY, candidates=["m55", "m56"])
+    builder = PromptBuilder(catalog, "rank-likelihood", llm=llm, max_tokens=budget, max_history=None)
+    full = PromptBuilder(catalog, "rank-likelihood", llm=llm, max_history=None).build(HISTORY,
+                                                                                       candidates=["m55", "m56"])
     assert full.n_tokens > budget  # about 1,500 tokens with the whole history
     prompt = builder.build(HISTORY, candidates=["m55", "m56"])
     trim = prompt.trim
@@ -36,7 +38,7 @@ def test_budget_trims_oldest_history_first_and_fits(catalog: ItemCatalog, llm: L
     assert trim.reserve >= max(llm.count_tokens(c) for c in prompt.continuations)
     assert prompt.n_tokens + trim.reserve <= budget
     # as much history as fits: one more item would not
-    bigger = PromptBuilder(catalog, "rank-likelihood", llm=llm).build(HISTORY[-(kept + 1):],
+    bigger = PromptBuilder(catalog, "rank-likelihood", llm=llm, max_history=None).build(HISTORY[-(kept + 1):],
                                                                           candidates=["m55", "m56"])
     assert bigger.n_tokens + trim.reserve > budget
     # the task description and the output format are never cut
@@ -77,8 +79,17 @@ def test_measured_token_counts_for_a_50_item_history(catalog: ItemCatalog, llm: 
     """The figures the report quotes: 50 items of history before and after a 1,024-token budget."""
     candidates = [f"m{i}" for i in range(51, 61)]
     for task in ("rank-likelihood", "rank-verbalizer", "rank-listwise"):
-        before = PromptBuilder(catalog, task, llm=llm).build(HISTORY, candidates=candidates)
-        after = PromptBuilder(catalog, task, llm=llm, max_tokens=1024).build(HISTORY, candidates=candidates)
+        before = PromptBuilder(catalog, task, llm=llm, max_history=None).build(HISTORY, candidates=candidates)
+        after = PromptBuilder(catalog, task, llm=llm, max_tokens=1024, max_history=None).build(
+            HISTORY, candidates=candidates)
         assert before.trim.history_kept == 50 and before.n_tokens > 1024
         assert after.n_tokens + after.trim.reserve <= 1024 < before.n_tokens
         assert after.trim.history_dropped > 0
+
+
+def test_history_is_the_newest_twenty_by_default(catalog: ItemCatalog) -> None:
+    prompt = PromptBuilder(catalog, "rank-likelihood", counter=len).build(HISTORY, candidates=["m51"])
+    assert prompt.trim.history_total == len(HISTORY) and prompt.trim.history_kept == DEFAULT_MAX_HISTORY == 20
+    everything = PromptBuilder(catalog, "rank-likelihood", counter=len, max_history=None).build(
+        HISTORY, candidates=["m51"])
+    assert everything.trim.history_kept == len(HISTORY) and everything.n_tokens > prompt.n_tokens

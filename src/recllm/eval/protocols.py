@@ -1,4 +1,5 @@
-"""Evaluation protocols named in DESIGN.md: ``full``, ``sampled-N`` and ``rating``.
+"""Evaluation protocols named in DESIGN.md: ``full`` and ``rating`` (``sampled-N`` and ``rerank-topN``, which
+rank explicit candidate sets, are in ``recllm.eval.candidates``).
 
 Every function returns metric means plus the counts that make them interpretable (users evaluated,
 seconds spent). Ranks are pessimistic on ties, so constant scores cannot look good.
@@ -95,32 +96,6 @@ def evaluate_full(model: Recommender, queries: Queries, *, ks: tuple[int, ...] =
     seconds = time.perf_counter() - started
     top_lists = np.concatenate(tops) if tops else np.zeros((0, kmax), dtype=np.int64)
     return _summarise("full", all_ranks, ks, seconds, top_lists, n_items, popularity)
-
-
-def evaluate_sampled(model: Recommender, queries: Queries, *, n: int, seen: Dataset, seed: int = 0,
-                     ks: tuple[int, ...] = (10,), batch_size: int = 256,
-                     progress: Progress | None = None) -> ProtocolResult:
-    """``sampled-N``: each target against N-1 items drawn uniformly (seeded) from items the user never
-    interacted with in ``seen`` (the whole dataset), ranked among those N only."""
-    n_items = model.n_items
-    if n < 2 or n > n_items:
-        raise RecllmError(f"sampled-N needs 2 <= N <= {n_items} items, got N={n}")
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    all_ranks: list[np.ndarray] = []
-    for start in range(0, len(queries.users), batch_size):
-        stop = min(start + batch_size, len(queries.users))
-        users = queries.users[start:stop]
-        scores = model.score(users, queries.histories[start:stop]).astype(np.float64)
-        for row, (user, targets) in enumerate(zip(users, queries.targets[start:stop], strict=True)):
-            negatives = sample_negatives(rng, seen.sequence(int(user)), n - 1, n_items)
-            for target in targets:
-                pool = np.concatenate([[target], negatives])
-                all_ranks.append(pessimistic_ranks(scores[row:row + 1, pool], np.array([0])))
-        if progress:
-            progress(stop - start)
-    seconds = time.perf_counter() - started
-    return _summarise(f"sampled-{n}", all_ranks, ks, seconds, None, n_items, None)
 
 
 def sample_negatives(rng: np.random.Generator, interacted: np.ndarray, count: int, n_items: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,29 +14,47 @@ import numpy as np
 from recllm.data.bundle import DataBundle
 from recllm.data.splits import SPLITS, Split
 from recllm.errors import ConfigError
+from recllm.eval.candidates import (
+    Cases,
+    RankerOutcome,
+    evaluate_order,
+    evaluate_reranker,
+    evaluate_scorer,
+    popularity_percentiles,
+    position_breakdown,
+    sampled_cases,
+    select_users,
+    top_n_cases,
+)
 from recllm.eval.protocols import (
     ProtocolResult,
     evaluate_full,
     evaluate_rating,
-    evaluate_sampled,
     queries_for_test,
 )
 from recllm.eval.report import ModelRow, Report
+from recllm.llm.base import LLM
+from recllm.models.base import Recommender
 from recllm.models.rating import RATING_PREDICTORS
 from recllm.models.registry import create_model
+from recllm.rerank.base import Reranker
 
 log = logging.getLogger(__name__)
-_SAMPLED = re.compile(r"^sampled-(\d+)$")
+_SIZED = {"sampled": re.compile(r"^sampled-(\d+)$"), "rerank-top": re.compile(r"^rerank-top(\d+)$")}
+Stage = Callable[[str, str], None]
 
 
 def parse_protocol(protocol: str) -> tuple[str, int | None]:
-    """'full' | 'sampled-N' | 'rating' -> (kind, N)."""
+    """'full' | 'sampled-N' | 'rerank-topN' | 'rating' -> (kind, N); kind is full, sampled, rerank-top or
+    rating."""
     if protocol in ("full", "rating"):
         return protocol, None
-    match = _SAMPLED.match(protocol)
-    if match:
-        return "sampled", int(match[1])
-    raise ConfigError(f"unknown protocol '{protocol}'; use full, sampled-N (e.g. sampled-100) or rating")
+    for kind, pattern in _SIZED.items():
+        match = pattern.match(protocol)
+        if match:
+            return kind, int(match[1])
+    raise ConfigError(f"unknown protocol '{protocol}'; use full, sampled-N (e.g. sampled-20), "
+                      f"rerank-topN (e.g. rerank-top20) or rating")
 
 
 def make_split(bundle: DataBundle, kind: str = "leave-one-out", seed: int = 0) -> Split:
@@ -56,24 +74,46 @@ def run_evaluation(
     seed: int = 0,
     split: Split | None = None,
     params: dict[str, dict[str, Any]] | None = None,
-    on_model: Callable[[str, str], None] | None = None,
+    on_model: Stage | None = None,
+    rerankers: Sequence[str] = (),
+    llm: LLM | str = "hf",
+    max_users: int | None = None,
+    permutations: int = 1,
 ) -> Report:
     """Fit each model on the split's train part (validation for early stopping) and evaluate on test.
 
     Test histories are train + validation interactions; those items are excluded from the ranking.
-    ``on_model(model, stage)`` is called as each model starts fitting and evaluating (for progress).
+    ``on_model(name, stage)`` is called as each model or re-ranker starts a stage (for progress).
+
+    ``rerankers`` (names of ``recllm.rerank``) run over ``llm`` (a spec such as ``"hf"`` or a built LLM) under
+    ``sampled-N`` (beside the models and the random shown order, on the same candidates) or ``rerank-topN``
+    (over each model's top N). ``params`` may hold options for re-rankers under their names;
+    ``permutations`` > 1 wraps each in seeded permutation aggregation; ``max_users`` evaluates a seeded
+    sample of test users (every row on the same users).
     """
     kind, n = parse_protocol(protocol)
     split = split or make_split(bundle, seed=seed)
     params = params or {}
-    unknown = set(params) - set(models)
+    unknown = set(params) - set(models) - set(rerankers)
     if unknown:
-        raise ConfigError(f"parameters given for models not being evaluated: {', '.join(sorted(unknown))}")
+        raise ConfigError("parameters given for models or re-rankers not being evaluated: "
+                          f"{', '.join(sorted(unknown))}")
+    if rerankers and kind not in ("sampled", "rerank-top"):
+        raise ConfigError(f"re-rankers are evaluated under sampled-N or rerank-topN, not '{protocol}'")
+    if kind == "rerank-top" and not models:
+        raise ConfigError("rerank-topN needs at least one model to retrieve the top N")
+    if kind == "rerank-top" and n is not None and max(ks) > n:
+        raise ConfigError(f"cut-off K={max(ks)} exceeds the {n} re-ranked candidates of '{protocol}': below rank "
+                          f"{n} every ranker is the retriever; use K <= {n} (e.g. --k {n}) or a larger N")
+    if permutations < 1:
+        raise ConfigError(f"permutations must be at least 1, got {permutations}")
     report = Report(dataset=bundle.name,
                     dataset_stats={"users": bundle.dataset.n_users, "items": bundle.dataset.n_items,
                                    "interactions": len(bundle.dataset)},
                     split=split.kind, split_stats=split.summary(), protocol=protocol, ks=list(ks), seed=seed)
     if kind == "rating":
+        if max_users is not None:
+            raise ConfigError("--users applies to ranking protocols, not 'rating'")
         history = split.test_history()
         for name in models:
             if name not in RATING_PREDICTORS:
@@ -86,33 +126,107 @@ def run_evaluation(
             report.rows.append(_row(name, params.get(name, {}), result, fit_seconds))
         return report
 
-    queries = queries_for_test(split)
+    all_queries = queries_for_test(split)
+    queries = select_users(all_queries, max_users, seed)
+    if len(queries.users) < len(all_queries.users):
+        report.notes.append(f"{len(queries.users):,} of {len(all_queries.users):,} test users, drawn with "
+                            f"seed {seed}; every row is on the same users")
     for name in models:
-        model = create_model(name, params.get(name))  # validate every name before the slow work
-        del model
+        create_model(name, params.get(name))  # validate every name before the slow work
+    built = _build_rerankers(rerankers, llm, bundle, params, permutations, seed) if rerankers else []
+    sampled: Cases | None = None
+    if kind == "sampled":
+        assert n is not None
+        sampled = sampled_cases(queries, n=n, seen_sequences=bundle.dataset.sequence,
+                                n_items=bundle.dataset.n_items, seed=seed)
+        if rerankers:
+            add_outcome_row(report, evaluate_order(sampled, ks=ks, name="random"), {}, 0.0, sampled, split)
     for name in models:
-        model = create_model(name, params.get(name))
-        if on_model:
-            on_model(name, "fit")
-        started = time.perf_counter()
-        model.fit(split.train, valid=split.valid if len(split.valid) else None)
-        fit_seconds = time.perf_counter() - started
+        model, fit_seconds = _fit(name, params.get(name), split, on_model)
         if on_model:
             on_model(name, "evaluate")
         if kind == "full":
             result = evaluate_full(model, queries, ks=ks, popularity=split.train.item_popularity)
+            report.rows.append(_with_training_note(_row(name, model.hyperparameters(), result, fit_seconds), model))
+        elif sampled is not None:
+            row = add_outcome_row(report, evaluate_scorer(model, sampled, ks=ks, name=name),
+                                    model.hyperparameters(), fit_seconds, sampled, split)
+            _with_training_note(row, model)
         else:
             assert n is not None
-            result = evaluate_sampled(model, queries, n=n, seen=bundle.dataset, seed=seed, ks=ks)
-        row = _row(name, model.hyperparameters(), result, fit_seconds)
-        history = getattr(model, "history_", None)
-        if history:
-            best = max(history, key=lambda h: h.get("valid_ndcg") or -1.0)
-            row.notes.append(f"trained {len(history)} epochs, best validation NDCG@10 "
-                             f"{best.get('valid_ndcg', float('nan')):.4f} at epoch {best.get('epoch')}")
-        report.rows.append(row)
-        log.info("%s: %s", name, {k: round(v, 4) for k, v in result.metrics.items()})
+            cases = top_n_cases(model, queries, n=n)
+            row = add_outcome_row(report, evaluate_order(cases, ks=ks, name=name), model.hyperparameters(),
+                                    fit_seconds, cases, split)
+            _with_training_note(row, model)
+            for label, reranker, options in built:
+                if on_model:
+                    on_model(f"{name} + {label}", "re-rank")
+                outcome = evaluate_reranker(reranker, cases, bundle.dataset.item_vocab,
+                                            user_vocab=bundle.dataset.user_vocab, ks=ks, name=f"{name} + {label}")
+                add_outcome_row(report, outcome, options, 0.0, cases, split)
+    if sampled is not None:
+        for label, reranker, options in built:
+            if on_model:
+                on_model(label, "re-rank")
+            outcome = evaluate_reranker(reranker, sampled, bundle.dataset.item_vocab,
+                                        user_vocab=bundle.dataset.user_vocab, ks=ks, name=label)
+            add_outcome_row(report, outcome, options, 0.0, sampled, split)
     return report
+
+
+def _fit(name: str, params: dict[str, Any] | None, split: Split, on_model: Stage | None) -> tuple[Recommender, float]:
+    model = create_model(name, params)
+    if on_model:
+        on_model(name, "fit")
+    started = time.perf_counter()
+    model.fit(split.train, valid=split.valid if len(split.valid) else None)
+    return model, time.perf_counter() - started
+
+
+def _build_rerankers(names: Sequence[str], llm: LLM | str, bundle: DataBundle, params: dict[str, dict[str, Any]],
+                     permutations: int, seed: int) -> list[tuple[str, Reranker, dict[str, Any]]]:
+    """(row label, re-ranker, its options) per name; one LLM shared by all."""
+    from recllm.llm import create_llm
+    from recllm.rerank import PermutationAggregator, create_reranker
+
+    model = create_llm(llm) if isinstance(llm, str) else llm
+    built = []
+    for name in names:
+        options = dict(params.get(name, {}))
+        reranker: Reranker = create_reranker(name, model, bundle.catalog, **options)
+        if permutations > 1:
+            reranker = PermutationAggregator(reranker, permutations, seed=seed)
+            options["permutations"] = permutations
+        built.append((reranker.name, reranker, options))
+    return built
+
+
+def add_outcome_row(report: Report, outcome: RankerOutcome, params: dict[str, Any], fit_seconds: float,
+                      cases: Cases, split: Split) -> ModelRow:
+    """A report row from a candidate-set outcome, with the position and popularity breakdowns."""
+    row = _row(outcome.name, params, outcome.result, fit_seconds)
+    row.diagnostics = outcome.diagnostics
+    width = max((len(c.candidates) for c in cases.cases), default=0)
+    k = min(report.ks)
+    if width > 1:
+        row.breakdown[f"NDCG@{k} by the target's position among the {width} candidates shown"] = \
+            position_breakdown(outcome, f"NDCG@{k}", width)
+    percentiles = popularity_percentiles(split.train.item_popularity)
+    row.breakdown["mean popularity percentile (train)"] = {
+        "top-1 item": float(percentiles[outcome.per_case["top1"]].mean()) if len(outcome.per_case["top1"]) else 0.0,
+        "targets": float(np.mean([percentiles[c.targets].mean() for c in cases.cases])) if len(cases) else 0.0,
+    }
+    report.rows.append(row)
+    return row
+
+
+def _with_training_note(row: ModelRow, model: Recommender) -> ModelRow:
+    history = getattr(model, "history_", None)
+    if history:
+        best = max(history, key=lambda h: h.get("valid_ndcg") or -1.0)
+        row.notes.append(f"trained {len(history)} epochs, best validation NDCG@10 "
+                         f"{best.get('valid_ndcg', float('nan')):.4f} at epoch {best.get('epoch')}")
+    return row
 
 
 def _row(name: str, params: dict[str, Any], result: ProtocolResult, fit_seconds: float) -> ModelRow:

@@ -62,6 +62,20 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """transformers' progress bars off while loading, then back as they were."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class HFBackend(LLM):
     """A transformers causal LM; ``model`` is None (the pinned default), a folder, a ``.gguf`` file or a hub id.
 
@@ -97,9 +111,10 @@ class HFBackend(LLM):
         self.generate_batch_size = generate_batch_size
         start = time.perf_counter()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local)
-            loaded = AutoModelForCausalLM.from_pretrained(
-                resolved.source, dtype=self.dtype, local_files_only=resolved.local)
+            with _quiet_progress_bars():  # a sub-second load needs no bar on the user's terminal
+                self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local)
+                loaded = AutoModelForCausalLM.from_pretrained(
+                    resolved.source, dtype=self.dtype, local_files_only=resolved.local)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"could not load LLM '{resolved.source}' with transformers: {exc}") from exc
         # Any: transformers' generic model types make mypy reject .to() and .generate() on it

@@ -33,6 +33,8 @@ from recllm.prompts.prompt import HistoryEntry, Prompt, PromptError, TrimReport
 from recllm.prompts.templates import RANKING_TASKS, TARGET_TASKS, Template, load_template
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_HISTORY = 20
+"""History items shown by default: the newest 20, as LlamaRec does (long prompts cost time and distract)."""
 
 Order = Literal["oldest-first", "newest-first"]
 TaskName = Literal["rank-likelihood", "rank-verbalizer", "rank-listwise", "rating", "explain", "next-item"]
@@ -51,7 +53,7 @@ class PromptConfig(BaseModel):
     n_shots: int = Field(default=2, ge=0)
     demo_history: int = Field(default=5, ge=1)
     order: Order = "oldest-first"
-    max_history: int | None = Field(default=None, ge=0)
+    max_history: int | None = Field(default=DEFAULT_MAX_HISTORY, ge=0)
     min_history: int = Field(default=5, ge=0)
     max_tokens: int | None = Field(default=None, ge=1)
     reserve: int | None = Field(default=None, ge=0)
@@ -100,7 +102,9 @@ class PromptBuilder:
       user, and of few-shot demonstrations (``n_shots`` users, ``demo_history`` items each) unless
       ``few_shot`` gives a selector.
     - ``order``: the history shown oldest first (newest last) or newest first; ``max_history`` keeps only
-      the newest items before budgeting; ``min_history`` items are kept before demonstrations are dropped.
+      the newest items before budgeting (default 20, LlamaRec's history length: a whole MovieLens history
+      of hundreds of items makes a prompt of thousands of tokens, 5-10x slower on CPU; None keeps all
+      that fit the budget); ``min_history`` items are kept before demonstrations are dropped.
     - ``label_style``: verbalizer labels (checked to be single tokens for the LLM); ``output``: a named
       output format of the template (e.g. ``json`` for listwise); ``noun``/``nouns``, ``scale``: wording.
     """
@@ -121,7 +125,7 @@ class PromptBuilder:
         n_shots: int = 2,
         demo_history: int = 5,
         order: Order = "oldest-first",
-        max_history: int | None = None,
+        max_history: int | None = DEFAULT_MAX_HISTORY,
         min_history: int = 5,
         label_style: str = "letters",
         output: str | None = None,
@@ -250,10 +254,9 @@ class PromptBuilder:
         chosen = draft(h, d)
         trim = TrimReport(history_total=total, history_kept=h, demonstrations_total=len(demos),
                           demonstrations_kept=d, tokens=chosen.tokens, reserve=reserve, max_tokens=self.max_tokens)
-        if trim.trimmed:
-            log.info("%s prompt fitted to %s tokens (reserve %d): dropped %d of %d history items, %d of %d "
-                     "demonstrations", self.template.name, self.max_tokens, reserve, trim.history_dropped, total,
-                     trim.demonstrations_dropped, len(demos))
+        if h < len(entries) or d < len(demos):  # the budget cut something (max_history cuts by design)
+            log.info("%s prompt fitted to %s tokens (reserve %d): kept %d of %d history items, %d of %d "
+                     "demonstrations", self.template.name, self.max_tokens, reserve, h, len(entries), d, len(demos))
         return Prompt(
             task=self.task, variant=self.variant, messages=chosen.messages, text=chosen.text,
             answer_prefix=chosen.answer_prefix, candidates=candidates, labels=labels, choices=choices,
