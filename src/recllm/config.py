@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,3 +43,20 @@ def build(model: type[M], values: dict[str, Any], *, where: str) -> M:
         return model(**values)
     except pydantic.ValidationError as exc:
         raise ConfigError(f"{where}: {validation_message(exc)}") from None
+
+
+@functools.cache
+def signature_model(target: Callable[..., Any], skip: frozenset[str] = frozenset()) -> type[pydantic.BaseModel]:
+    """A pydantic model of ``target``'s keyword arguments (a class: its ``__init__``), annotations and defaults
+    included, unknown keys forbidden: the one place a component's options are typed. ``skip`` names the
+    arguments that are objects, not configuration (``llm``, ``catalog``, ...)."""
+    function = target.__init__ if inspect.isclass(target) else target  # type: ignore[misc]
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(function, eval_str=True).parameters.values():
+        if param.name in ("self", *skip) or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+        default = param.default if param.default is not inspect.Parameter.empty else ...
+        fields[param.name] = (annotation, default)
+    name = getattr(target, "__name__", "Component")
+    return pydantic.create_model(f"{name}Config", __config__=pydantic.ConfigDict(extra="forbid"), **fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,16 @@ def test_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="n_heads"):
         SASRec(hidden=30, n_heads=4)
     assert SASRec.from_config({"hidden": 32}).hidden == 32
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU fallback of a GPU-saved model")
+def test_a_model_saved_on_a_gpu_loads_on_a_cpu_machine(fitted: SASRec, data: Dataset, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "model")
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config["hyperparameters"]["device"] = "cuda:0"
+    config_path.write_text(json.dumps(config))
+    loaded = Recommender.load(folder)
+    users = np.arange(4)
+    histories = [data.sequence(u) for u in range(4)]
+    np.testing.assert_array_equal(loaded.score(users, histories), fitted.score(users, histories))

@@ -114,8 +114,13 @@ def test_factory_and_capability_errors(llm: LLM, movies: ItemCatalog) -> None:
     assert isinstance(create_reranker("Listwise", ScriptedLLM([]), movies), ListwiseReranker)
     with pytest.raises(ConfigError, match="unknown re-ranker 'pairwise'"):
         create_reranker("pairwise", llm, movies)
-    with pytest.raises(ConfigError, match="calibrat"):
+    with pytest.raises(ConfigError, match="calibrated: Extra inputs are not permitted"):
         create_reranker("likelihood", llm, movies, calibrated=True)
+    with pytest.raises(ConfigError, match="re-ranker 'likelihood': calibrate: Input should be a valid boolean"):
+        create_reranker("likelihood", llm, movies, calibrate="maybe")
+    with pytest.raises(ConfigError, match="overflow: Input should be 'error' or 'split'"):
+        create_reranker("verbalizer", llm, movies, overflow="wrap")
+    assert create_reranker("likelihood", llm, movies, calibrate="false").calibrate is False  # as typed on a CLI
     with pytest.raises(CapabilityError, match="can_score"):
         create_reranker("likelihood", ScriptedLLM([]), movies)
     with pytest.raises(CapabilityError, match="can_score"):

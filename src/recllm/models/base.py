@@ -6,12 +6,10 @@ and loaded without running untrusted code.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -20,7 +18,7 @@ import pydantic
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
-from recllm.config import build
+from recllm.config import build, signature_model
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.vocabulary import Vocabulary
@@ -62,7 +60,7 @@ class Recommender(ABC):
     @classmethod
     def config_model(cls) -> type[pydantic.BaseModel]:
         """A pydantic model mirroring ``__init__``'s keyword arguments; unknown keys are errors."""
-        return _config_model_for(cls)
+        return signature_model(cls)
 
     @classmethod
     def from_config(cls, params: dict[str, Any] | None = None) -> Self:
@@ -242,16 +240,3 @@ def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matr
     mat.sum_duplicates()
     mat.data[:] = 1.0
     return mat
-
-
-@cache
-def _config_model_for(cls: type[Recommender]) -> type[pydantic.BaseModel]:
-    fields: dict[str, Any] = {}
-    for param in inspect.signature(cls.__init__, eval_str=True).parameters.values():
-        if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
-        default = param.default if param.default is not inspect.Parameter.empty else ...
-        fields[param.name] = (annotation, default)
-    return pydantic.create_model(f"{cls.__name__}Config", __config__=pydantic.ConfigDict(extra="forbid"),
-                                 **fields)

@@ -435,6 +435,10 @@ class SASRec(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         assert self.item_vocab is not None
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            # weights are saved as plain float arrays: a model trained on a GPU serves on a CPU machine
+            log.info("sasrec: saved with device %r, loading on cpu (no CUDA here)", self.device)
+            self.device = "cpu"
         self.net = self._build(len(self.item_vocab))
         state = {name.removeprefix("net."): torch.tensor(np.array(value)) for name, value in arrays.items()}
         self.net.load_state_dict(state)

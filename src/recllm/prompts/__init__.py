@@ -10,7 +10,7 @@ from recllm.prompts.labels import (
     piece_counter,
     verbalizer_labels,
 )
-from recllm.prompts.prompt import HistoryEntry, Prompt, PromptError, TrimReport
+from recllm.prompts.prompt import HistoryEntry, HistoryLike, Prompt, PromptError, TrimReport
 from recllm.prompts.templates import (
     TASKS,
     VARIANTS,
@@ -29,6 +29,7 @@ __all__ = [
     "Demonstration",
     "FewShotSelector",
     "HistoryEntry",
+    "HistoryLike",
     "Prompt",
     "PromptBuilder",
     "PromptConfig",

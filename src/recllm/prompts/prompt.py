@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,9 @@ class HistoryEntry:
     item: str
     rating: float | None = None
 
+
+HistoryLike = Sequence[str | HistoryEntry | tuple[str, float | None]]
+"""A user's history as prompts and tasks take it: item ids, ``(id, rating)`` pairs or entries, oldest first."""
 
 @dataclass(frozen=True)
 class TrimReport:

@@ -15,13 +15,12 @@ from typing import Any
 
 from recllm.data.catalog import ItemCatalog
 from recllm.llm.base import LLM
-from recllm.prompts import HistoryEntry, PromptBuilder, as_history
+from recllm.prompts import HistoryLike, PromptBuilder, as_history
 from recllm.tasks.titles import TitleScanner, fold
 
 log = logging.getLogger(__name__)
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
-HistoryLike = Sequence[str | HistoryEntry | tuple[str, float | None]]
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,11 @@ import numpy as np
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.llm.base import LLM
-from recllm.prompts import HistoryEntry, PromptBuilder, as_history
+from recllm.prompts import HistoryLike, PromptBuilder, as_history
 from recllm.tasks.titles import TitleScanner
 
 log = logging.getLogger(__name__)
 
-HistoryLike = Sequence[str | HistoryEntry | tuple[str, float | None]]
 _MARKER = re.compile(r"^\s*(?:[-*•]|\d{1,2}\s*[.)]|(?:title|answer|movie|next movie)\s*:)\s*", re.IGNORECASE)
 _TITLE_YEAR = re.compile(r"(?P<title>[^\n()]{1,80}?)\s*\((?P<year>\d{4})\)")
 

@@ -15,12 +15,11 @@ from recllm.data.catalog import ItemCatalog
 from recllm.errors import RecllmError
 from recllm.llm.base import LLM
 from recllm.models.rating import BiasedBaseline
-from recllm.prompts import HistoryEntry, PromptBuilder, as_history, check_single_tokens
+from recllm.prompts import HistoryEntry, HistoryLike, PromptBuilder, as_history, check_single_tokens
 
 log = logging.getLogger(__name__)
 
 RatingMode = Literal["expected", "generate"]
-HistoryLike = Sequence[str | HistoryEntry | tuple[str, float | None]]
 Fallback = BiasedBaseline | Callable[[str | None, list[HistoryEntry], str], float] | None
 
 _WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
