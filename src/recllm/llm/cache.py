@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -110,6 +110,17 @@ class ResponseCache:
         self.close()
 
 
+@runtime_checkable
+class CacheStore(Protocol):
+    """Where cached responses live: a :class:`ResponseCache` file, or the service's database."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]: ...
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put_many(self, entries: Iterable[tuple[str, str, str, str, Any]]) -> None: ...
+
+
 class CachedLLM(LLM):
     """Wraps an LLM: identical calls are answered from a :class:`ResponseCache`; hits and misses are counted.
 
@@ -118,12 +129,12 @@ class CachedLLM(LLM):
     no model time).
     """
 
-    def __init__(self, inner: LLM, cache: ResponseCache | str | Path | None = None) -> None:
+    def __init__(self, inner: LLM, cache: CacheStore | str | Path | None = None) -> None:
         super().__init__(inner.model_name)
         self.inner = inner
         self.backend = inner.backend
         self.usage = inner.usage
-        self.cache = cache if isinstance(cache, ResponseCache) else ResponseCache(cache)
+        self.cache: CacheStore = cache if isinstance(cache, CacheStore) else ResponseCache(cache)
         self.hits = 0
         self.misses = 0
         self._count_lock = threading.Lock()
@@ -195,4 +206,5 @@ class CachedLLM(LLM):
         return self._cached_scores("next_token_logprobs", prompt, tokens)
 
     def __repr__(self) -> str:
-        return f"CachedLLM({self.inner!r}, cache={str(self.cache.path)!r})"
+        where = getattr(self.cache, "path", None) or getattr(self.cache, "safe_url", type(self.cache).__name__)
+        return f"CachedLLM({self.inner!r}, cache={str(where)!r})"

@@ -7,7 +7,7 @@ from typing import Any
 
 from recllm.errors import ConfigError
 from recllm.llm.base import LLM, Embedder
-from recllm.llm.cache import CachedLLM, ResponseCache
+from recllm.llm.cache import CachedLLM, CacheStore
 
 LLM_BACKENDS = ("hf", "openai")
 PLANNED_BACKENDS = ("llamacpp",)
@@ -19,7 +19,7 @@ def _split(spec: str) -> tuple[str, str | None]:
     return backend.strip().lower(), (rest.strip() or None) if sep else None
 
 
-def create_llm(spec: str = "hf", *, cache: bool | str | Path | ResponseCache | None = None, **options: Any) -> LLM:
+def create_llm(spec: str = "hf", *, cache: bool | str | Path | CacheStore | None = None, **options: Any) -> LLM:
     """An LLM from ``spec``: ``"hf"`` (the pinned default model) or ``"hf:PATH_OR_ID"`` (folder, .gguf, hub id);
     ``"openai:URL"`` for any OpenAI-compatible server (options ``model``, ``api_key``, ``can_score``,
     ``can_schema``, ... as :class:`~recllm.llm.openai_backend.OpenAIBackend` takes them).
