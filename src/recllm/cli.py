@@ -373,6 +373,36 @@ def llm_serve(
     serve_llm(model, host=host, port=port, log_level="info" if verbose else "warning", **options)
 
 
+@app.command("serve")
+@cli_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default: there is no authentication).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    db: Annotated[str | None, typer.Option(help="Database URL: sqlite:///FILE or postgresql://USER@HOST:PORT/DB "
+                                           "(default: SQLite in $RECLLM_HOME).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with the service settings ([service] table).")] = None,
+    llm: Annotated[str | None, typer.Option(help="LLM spec overriding the config: hf, hf:PATH, openai:URL, "
+                                            "or none.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve recommendations, search, rating, explanations and feedback over HTTP (OpenAPI at /docs)."""
+    _setup_logging(verbose)
+    import uvicorn
+
+    from recllm.serve.app import create_app
+    from recllm.serve.service import ServiceConfig
+    from recllm.serve.storage import Store
+
+    settings = ServiceConfig.from_toml(config) if config is not None else ServiceConfig()
+    if llm is not None:
+        settings = settings.model_copy(update={"llm": llm})
+    Store(db).close()  # a bad URL or an unreachable database fails here, with one line
+    console.print(f"recllm service at http://{host}:{port}/ (API docs at /docs; Ctrl-C stops)")
+    uvicorn.run(create_app(config=settings, db_url=db), host=host, port=port,
+                log_level="info" if verbose else "warning")
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,246 @@
+"""The HTTP API: a FastAPI app factory over ``Service``. Nothing is built at import time; ``create_app``
+builds the service when the server starts (or takes a ready one), and every failure is a JSON error with a
+clear message: 4xx for bad requests, 503 when the language model or database is unavailable, never a
+traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from recllm.errors import RecllmError
+from recllm.serve.service import Recommendations, Service, ServiceConfig, ServiceError
+from recllm.serve.storage import StorageError, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+ItemId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemOut(BaseModel):
+    item: str
+    title: str
+    year: int | None
+    genres: list[str]
+
+
+class RecommendedOut(ItemOut):
+    score: float
+    reason: str | None = None
+    reason_checked: bool | None = Field(default=None, description="True: the model's text passed the check; "
+                                        "False: the grounded template was shown instead")
+
+
+class RecommendationsOut(BaseModel):
+    user: str | None
+    items: list[RecommendedOut]
+    reranked: bool
+    explained: bool
+    history_length: int
+    diagnostics: dict[str, Any] | None = None
+
+
+class HistoryRequest(_Strict):
+    history: list[str] = Field(max_length=2000, description="item ids, oldest first (may be empty: cold start)")
+    k: int = Field(default=10, ge=1)
+    rerank: bool = False
+    explain: bool = False
+
+
+class RatingRequest(_Strict):
+    item: ItemId
+    user: str | None = Field(default=None, max_length=200)
+    history: list[str] | None = Field(default=None, max_length=2000)
+
+
+class RatingOut(BaseModel):
+    user: str | None
+    item: str
+    rating: float
+
+
+class ExplanationOut(BaseModel):
+    user: str
+    item: str
+    text: str
+    grounded: bool
+    fallback_used: bool
+    cited: list[str]
+    violations: list[str]
+
+
+class FeedbackRequest(_Strict):
+    user: str = Field(min_length=1, max_length=200)
+    item: ItemId
+    kind: Literal["like", "dislike", "watched", "rating"]
+    rating: float | None = Field(default=None, ge=1, le=5)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    user: str
+    item: str
+    kind: str
+    rating: float | None
+    created_at: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    dataset: str
+    users: int
+    items: int
+    llm: str
+    database: str
+    schema_version: int
+
+
+def create_app(service: Service | None = None, *, config: ServiceConfig | None = None, db_url: str | None = None,
+               load_llm: bool = True) -> FastAPI:
+    """The API app. Without ``service`` it starts one from ``config`` and ``db_url`` when the server starts
+    (loading the LLM then too, unless ``load_llm`` is False)."""
+    state: dict[str, Service] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if service is not None:
+            state["service"] = service
+        else:
+            started = Service.start(config, Store(db_url))
+            if load_llm:
+                started.load_llm()
+            state["service"] = started
+        log.info("service ready: %s, LLM %s, database %s", state["service"].data.name,
+                 state["service"].llm_status, state["service"].store.safe_url)
+        yield
+        if service is None:
+            state["service"].store.close()
+
+    app = FastAPI(title="recllm", version="0.1", lifespan=lifespan,
+                  description="Recommendations with classic retrievers and LLM re-ranking, explanation and "
+                              "rating; feedback changes a user's next list at once.")
+
+    def svc() -> Service:
+        return state["service"]
+
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, f"request body over {MAX_BODY_BYTES:,} bytes")
+        return await call_next(request)
+
+    @app.get("/health", response_model=HealthOut)
+    def health() -> HealthOut:
+        s = svc()
+        return HealthOut(status="ok", dataset=s.data.name, users=s.data.dataset.n_users,
+                         items=len(s.data.catalog), llm=s.llm_status, database=s.store.dialect,
+                         schema_version=s.store.version)
+
+    @app.get("/items/search", response_model=list[ItemOut])
+    def search(q: str = Query(min_length=1, max_length=200), limit: int = Query(default=10, ge=1, le=50)
+               ) -> list[ItemOut]:
+        return [_item(i) for i in svc().search(q, limit)]
+
+    @app.get("/items/{item}", response_model=ItemOut)
+    def item(item: str) -> ItemOut:
+        return _item(svc().item(item))
+
+    @app.get("/users/{user}/recommendations", response_model=RecommendationsOut)
+    def recommend_user(user: str, k: int = Query(default=10, ge=1), rerank: bool = False,
+                       explain: bool = False) -> RecommendationsOut:
+        return _recommendations(svc().recommend(user, k=k, rerank=rerank, explain=explain))
+
+    @app.post("/recommendations", response_model=RecommendationsOut)
+    def recommend_history(body: HistoryRequest) -> RecommendationsOut:
+        return _recommendations(svc().recommend(history=body.history, k=body.k, rerank=body.rerank,
+                                                explain=body.explain))
+
+    @app.post("/ratings/predict", response_model=RatingOut)
+    def rate(body: RatingRequest) -> RatingOut:
+        if (body.user is None) == (body.history is None):
+            raise ServiceError("give exactly one of 'user' or 'history'")
+        return RatingOut(user=body.user, item=body.item, rating=svc().rate(body.user, body.item, history=body.history))
+
+    @app.get("/users/{user}/explanations/{item}", response_model=ExplanationOut)
+    def explain(user: str, item: str) -> ExplanationOut:
+        e = svc().explain(user, item)
+        return ExplanationOut(user=user, item=item, text=e.text, grounded=e.grounded, fallback_used=e.fallback_used,
+                              cited=list(e.cited), violations=list(e.violations))
+
+    @app.post("/feedback", response_model=FeedbackOut, status_code=201)
+    def feedback(body: FeedbackRequest) -> FeedbackOut:
+        return _feedback(svc().feedback(body.user, body.item, body.kind, body.rating))
+
+    @app.get("/users/{user}/feedback", response_model=list[FeedbackOut])
+    def user_feedback(user: str) -> list[FeedbackOut]:
+        svc().history(user)  # 404 for an unknown user
+        return [_feedback(f) for f in svc().store.feedback(user)]
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(StorageError)
+    async def storage_error(_: Request, exc: StorageError) -> JSONResponse:
+        return _error(503, f"storage: {exc}")
+
+    @app.exception_handler(RecllmError)
+    async def recllm_error(_: Request, exc: RecllmError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return _error(422, "; ".join(parts), details=[{k: v for k, v in e.items() if k != "ctx"}
+                                                      for e in exc.errors()])
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+
+def _error(status: int, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(status_code=status, content=body)
+
+
+def _item(item: Any) -> ItemOut:
+    return ItemOut(item=item.id, title=item.display_title, year=item.year, genres=list(item.genres))
+
+
+def _recommendations(r: Recommendations) -> RecommendationsOut:
+    return RecommendationsOut(
+        user=r.user, reranked=r.reranked, explained=r.explained, history_length=r.history_length,
+        diagnostics=r.diagnostics,
+        items=[RecommendedOut(item=i.item, title=i.title, year=i.year, genres=list(i.genres), score=i.score,
+                              reason=i.reason, reason_checked=i.reason_checked) for i in r.items])
+
+
+def _feedback(f: Any) -> FeedbackOut:
+    return FeedbackOut(id=f.id, user=f.user, item=f.item, kind=f.kind, rating=f.rating,
+                       created_at=f.created_at.isoformat())

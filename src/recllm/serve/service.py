@@ -1,0 +1,287 @@
+"""What the HTTP API does, without HTTP: recommendations, search, rating, explanation and feedback for known
+and ad-hoc users, with feedback from the store folded into each user's history at once.
+
+A user's history is their dataset history followed by their stored positive feedback (like, watched, any
+rating) in time order; disliked items are never recommended again. The retriever scores that history
+directly (every classic model takes ad-hoc histories), so feedback changes the very next list. LLM stages
+(re-ranking, explanation, rating) go through the store's response cache; when the model cannot be loaded
+or stops answering they raise ``LLMUnavailableError`` and the rest of the service keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from recllm.config import build, load_toml
+from recllm.data.bundle import DataBundle
+from recllm.data.catalog import Item
+from recllm.data.registry import load_dataset
+from recllm.errors import RecllmError
+from recllm.llm.base import LLM, LLMError
+from recllm.models.base import Recommender
+from recllm.models.popularity import MostPopular
+from recllm.models.rating import BiasedBaseline
+from recllm.models.registry import create_model
+from recllm.pipeline import RetrieverConfig
+from recllm.serve.storage import FeedbackRecord, Store
+
+log = logging.getLogger(__name__)
+
+POSITIVE = ("like", "watched", "rating")
+
+
+class ServiceError(RecllmError):
+    """A request the service cannot serve; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+
+
+class NotFoundError(ServiceError):
+    status = 404
+
+
+class LLMUnavailableError(ServiceError):
+    status = 503
+
+
+class ServiceConfig(pydantic.BaseModel):
+    """The service's embedded defaults: MovieLens-100K, an EASE retriever, the default LLM for re-ranking
+    (likelihood), explanations and ratings. ``llm = "none"`` runs without a language model."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    dataset: str = "movielens-100k"
+    retriever: RetrieverConfig = pydantic.Field(default_factory=lambda: RetrieverConfig(params={"l2": 100.0}))
+    llm: str = "hf"
+    reranker: str = "likelihood"
+    reranker_options: dict[str, Any] = pydantic.Field(default_factory=dict)
+    candidates: int = pydantic.Field(default=20, ge=2, le=100)
+    max_k: int = pydantic.Field(default=50, ge=1, le=500)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ServiceConfig:
+        raw = load_toml(path)
+        return build(cls, raw.get("service", raw), where=str(path))
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    """One recommended item as a front end shows it."""
+
+    item: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    score: float
+    reason: str | None = None
+    reason_checked: bool | None = None
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """A list for one user or history, how it was made, and the LLM diagnostics when one re-ranked it."""
+
+    user: str | None
+    items: tuple[RecommendedItem, ...]
+    reranked: bool
+    explained: bool
+    history_length: int
+    diagnostics: dict[str, Any] | None = None
+
+
+@dataclass
+class _LLMStages:
+    llm: LLM
+    reranker: Any
+    explainer: Any
+    rater: Any
+
+
+@dataclass
+class Service:
+    """Holds the data, the fitted retriever, the store and (lazily) the LLM stages."""
+
+    config: ServiceConfig
+    store: Store
+    data: DataBundle
+    retriever: Recommender
+    popular: Recommender
+    baseline: BiasedBaseline | None
+    llm_error: str | None = None
+    _stages: _LLMStages | None = None
+    _llm: LLM | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls, config: ServiceConfig | None = None, store: Store | None = None, *, data: DataBundle | None = None,
+              llm: LLM | None = None) -> Service:
+        """Load the data, fit the retriever (EASE on MovieLens-100K: about a second) and open the store."""
+        config = config or ServiceConfig()
+        data = data or load_dataset(config.dataset)
+        retriever = create_model(config.retriever.model, config.retriever.params).fit(data.dataset)
+        popular = MostPopular().fit(data.dataset)
+        baseline = BiasedBaseline().fit(data.dataset) if data.dataset.ratings is not None else None
+        return cls(config, store or Store(), data, retriever, popular, baseline, _llm=llm)
+
+    # ---- users ---------------------------------------------------------------------------------------
+    def is_known(self, user: str) -> bool:
+        return user in self.data.dataset.user_vocab or bool(self.store.feedback(user))
+
+    def history(self, user: str) -> tuple[list[str], set[str]]:
+        """(history item ids oldest first, disliked item ids) of a known user; NotFoundError otherwise."""
+        events = self.store.feedback(user)
+        in_data = user in self.data.dataset.user_vocab
+        if not in_data and not events:
+            raise NotFoundError(f"unknown user '{user}': not in {self.data.name} and no feedback stored")
+        history: list[str] = []
+        if in_data:
+            index = self.data.dataset.user_vocab.index(user)
+            history = self.data.dataset.item_vocab.lookup_ids(self.data.dataset.sequence(index))
+        disliked: set[str] = set()
+        for event in events:
+            if event.kind in POSITIVE:
+                history.append(event.item)
+                disliked.discard(event.item)
+            else:
+                disliked.add(event.item)
+        return history, disliked
+
+    # ---- items ---------------------------------------------------------------------------------------
+    def item(self, item: str) -> Item:
+        if item not in self.data.catalog:
+            raise NotFoundError(f"unknown item '{item}' (not in the {self.data.name} catalog)")
+        return self.data.catalog[item]
+
+    def search(self, query: str, limit: int = 10) -> list[Item]:
+        """Catalog items whose titles match ``query`` (fuzzy; articles, years and accents ignored)."""
+        query = query.strip()
+        if not query:
+            raise ServiceError("the search query is empty")
+        return self.data.catalog.lookup_all(query, limit=limit)
+
+    # ---- recommendations -----------------------------------------------------------------------------
+    def recommend(self, user: str | None = None, *, history: list[str] | None = None, k: int = 10,
+                  rerank: bool = False, explain: bool = False) -> Recommendations:
+        """Top ``k`` for a known ``user`` (dataset history plus stored feedback) or an ad-hoc ``history``."""
+        if not 1 <= k <= self.config.max_k:
+            raise ServiceError(f"k must be between 1 and {self.config.max_k}, got {k}")
+        if (user is None) == (history is None):
+            raise ServiceError("give exactly one of a user id or a history")
+        disliked: set[str] = set()
+        if user is not None:
+            seen, disliked = self.history(user)
+        else:
+            unknown = [h for h in history or [] if h not in self.data.catalog]
+            if unknown:
+                raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
+            seen = list(history or [])
+        stages = self._require_llm() if rerank or explain else None
+        pool = max(k, self.config.candidates) if rerank else k
+        model = self.retriever if seen else self.popular  # nothing to go on: the most popular items
+        retrieved = model.recommend(history=seen, k=pool, exclude=[*seen, *disliked], unknown_items="skip")
+        ranked, diagnostics = retrieved, None
+        if rerank and stages is not None and len(retrieved) > 1:
+            with self._lock, _llm_errors():
+                result = stages.reranker.rerank(seen, retrieved, user=user)
+            ranked, diagnostics = result.items, result.diagnostics.to_dict()
+            diagnostics.pop("raw_outputs", None)
+        ranked = ranked.top(k)
+        reasons: list[tuple[str | None, bool | None]] = [(None, None)] * len(ranked)
+        if explain and stages is not None and len(ranked):
+            with self._lock, _llm_errors():
+                explained = stages.explainer.explain_many([(seen, item) for item in ranked.items])
+            reasons = [(e.text, not e.fallback_used) for e in explained]
+        items = tuple(self._card(item, score, reason, checked)
+                      for (item, score), (reason, checked) in zip(zip(ranked.items, ranked.scores, strict=True),
+                                                                  reasons, strict=True))
+        return Recommendations(user, items, rerank, explain, len(seen), diagnostics)
+
+    def rate(self, user: str | None, item: str, *, history: list[str] | None = None) -> float:
+        """The LLM's expected rating of ``item`` for a known user or an ad-hoc history."""
+        self.item(item)
+        seen = self.history(user)[0] if user is not None else list(history or [])
+        stages = self._require_llm()
+        with self._lock, _llm_errors():
+            return float(stages.rater.predict(seen, item, user=user))
+
+    def explain(self, user: str, item: str) -> Any:
+        """A checked explanation of ``item`` for ``user`` (the grounded template when the model's text fails)."""
+        self.item(item)
+        seen, _ = self.history(user)
+        stages = self._require_llm()
+        with self._lock, _llm_errors():
+            return stages.explainer.explain(seen, item)
+
+    def feedback(self, user: str, item: str, kind: str, rating: float | None = None) -> FeedbackRecord:
+        """Store feedback (committed before returning); the user's next list reflects it."""
+        self.item(item)
+        if rating is not None and self.baseline is not None and not 1.0 <= rating <= 5.0:
+            raise ServiceError(f"rating must be between 1 and 5, got {rating}")
+        return self.store.add_feedback(user, item, kind, rating)
+
+    # ---- LLM stages ----------------------------------------------------------------------------------
+    @property
+    def llm_status(self) -> str:
+        if self.config.llm == "none":
+            return "disabled"
+        if self.llm_error:
+            return "unavailable"
+        return "ready" if self._stages is not None else "not loaded"
+
+    def load_llm(self) -> None:
+        """Build the LLM stages now (the service does this at start-up); failures are kept, not raised."""
+        try:
+            self._require_llm()
+        except LLMUnavailableError as exc:
+            log.warning("LLM unavailable: %s", exc)
+
+    def _require_llm(self) -> _LLMStages:
+        if self.config.llm == "none":
+            raise LLMUnavailableError("this service runs without a language model (llm = 'none')")
+        if self._stages is not None:
+            return self._stages
+        if self.llm_error:
+            raise LLMUnavailableError(f"the language model is unavailable: {self.llm_error}")
+        with self._lock:
+            if self._stages is None:
+                try:
+                    self._stages = self._build_stages()
+                except (RecllmError, OSError) as exc:
+                    self.llm_error = str(exc)
+                    raise LLMUnavailableError(f"the language model is unavailable: {exc}") from exc
+        return self._stages
+
+    def _build_stages(self) -> _LLMStages:
+        from recllm.llm import create_llm
+        from recllm.llm.cache import CachedLLM
+        from recllm.rerank import create_reranker
+        from recllm.tasks import Explainer, RatingPredictor
+
+        base = self._llm or create_llm(self.config.llm)
+        llm = CachedLLM(base, self.store)
+        reranker = create_reranker(self.config.reranker, llm, self.data.catalog, **self.config.reranker_options)
+        explainer = Explainer(llm, self.data.catalog)
+        rater = RatingPredictor(llm, self.data.catalog, fallback=self.baseline) if llm.can_score else \
+            RatingPredictor(llm, self.data.catalog, mode="generate", fallback=self.baseline)
+        return _LLMStages(llm, reranker, explainer, rater)
+
+    def _card(self, item: str, score: float, reason: str | None, checked: bool | None) -> RecommendedItem:
+        facts = self.data.catalog[item]
+        return RecommendedItem(item, facts.display_title, facts.year, tuple(facts.genres), float(score), reason,
+                               checked)
+
+
+@contextmanager
+def _llm_errors() -> Iterator[None]:
+    """Turns an LLM failure during a call into LLMUnavailableError (503), naming what failed."""
+    try:
+        yield
+    except LLMError as exc:
+        raise LLMUnavailableError(f"the language model failed: {exc}") from exc

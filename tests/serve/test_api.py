@@ -1,0 +1,150 @@
+"""The HTTP API against real server processes (`recllm serve`), on SQLite and on PostgreSQL: search,
+recommendations for known and ad-hoc users, feedback that changes the next list at once and survives a
+restart, and a clear 4xx/503 for every bad request; LLM stages on the real default model."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from servers import free_port, running_server
+
+
+@contextmanager
+def service(db_url: str, *extra: str) -> Iterator[httpx.Client]:
+    port = free_port()
+    command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--db", db_url, *extra]
+    with running_server(command, port, timeout=180) as base, httpx.Client(base_url=base, timeout=300) as client:
+        yield client
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('api') / 'service.sqlite'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"api_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.rsplit("/", 1)[0] + f"/{name}"
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def api(db_url: str, ml100k) -> Iterator[httpx.Client]:
+    with service(db_url, "--llm", "none") as client:
+        yield client
+
+
+def test_health_names_data_llm_and_database(api: httpx.Client, db_url: str):
+    body = api.get("/health").json()
+    assert body["status"] == "ok" and body["dataset"] == "movielens-100k" and body["items"] == 1682
+    assert body["llm"] == "disabled" and body["database"] == db_url.split(":")[0].split("+")[0]
+
+
+def test_search_finds_titles_the_way_people_write_them(api: httpx.Client):
+    found = api.get("/items/search", params={"q": "the empire strikes back"}).json()
+    assert found[0]["item"] == "172" and found[0]["year"] == 1980 and "Sci-Fi" in found[0]["genres"]
+    assert api.get("/items/50").json()["title"] == "Star Wars"
+
+
+def test_known_user_gets_unseen_items(api: httpx.Client, ml100k):
+    body = api.get("/users/196/recommendations", params={"k": 5}).json()
+    seen = set(ml100k.dataset.item_vocab.lookup_ids(ml100k.dataset.sequence(ml100k.dataset.user_vocab.index("196"))))
+    assert len(body["items"]) == 5 and not seen & {i["item"] for i in body["items"]}
+    assert body["reranked"] is False and body["history_length"] == len(seen)
+    assert all(i["title"] and i["reason"] is None for i in body["items"])
+
+
+def test_feedback_changes_the_next_list_at_once(api: httpx.Client):
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    cold = api.post("/recommendations", json={"history": [], "k": 5}).json()
+    assert len(cold["items"]) == 5  # nothing to go on: the most popular items
+    assert api.get(f"/users/{user}/recommendations").status_code == 404
+    for item in ("50", "172", "181"):  # the Star Wars trilogy
+        created = api.post("/feedback", json={"user": user, "item": item, "kind": "like"})
+        assert created.status_code == 201, created.text
+    first = api.get(f"/users/{user}/recommendations", params={"k": 5}).json()
+    assert first["history_length"] == 3 and not {"50", "172", "181"} & {i["item"] for i in first["items"]}
+    top = first["items"][0]["item"]
+    assert api.post("/feedback", json={"user": user, "item": top, "kind": "dislike"}).status_code == 201
+    second = api.get(f"/users/{user}/recommendations", params={"k": 5}).json()
+    assert top not in {i["item"] for i in second["items"]}
+    rated = api.post("/feedback", json={"user": user, "item": "1", "kind": "rating", "rating": 4})
+    assert rated.json()["rating"] == 4.0
+    assert api.get(f"/users/{user}/recommendations").json()["history_length"] == 4
+    kinds = [f["kind"] for f in api.get(f"/users/{user}/feedback").json()]
+    assert kinds == ["like", "like", "like", "dislike", "rating"]
+
+
+@pytest.mark.parametrize(("method", "path", "payload", "status", "fragment"), [
+    ("get", "/users/nobody/recommendations", None, 404, "unknown user 'nobody'"),
+    ("get", "/items/99999", None, 404, "unknown item '99999'"),
+    ("get", "/users/196/recommendations?k=0", None, 422, "k: Input should be greater than or equal to 1"),
+    ("get", "/users/196/recommendations?k=5000", None, 400, "k must be between 1 and 50"),
+    ("get", "/users/196/recommendations?rerank=true", None, 503, "without a language model"),
+    ("get", "/users/196/explanations/50", None, 503, "without a language model"),
+    ("post", "/feedback", {"user": "196", "item": "50", "kind": "love"}, 422, "kind: Input should be"),
+    ("post", "/feedback", {"user": "196", "item": "nope", "kind": "like"}, 404, "unknown item 'nope'"),
+    ("post", "/feedback", {"user": "196", "item": "50", "kind": "rating", "rating": 9}, 422, "rating: Input should"),
+    ("post", "/feedback", {"user": "196", "item": "50", "kind": "like", "extra": 1}, 422, "extra: Extra inputs"),
+    ("post", "/recommendations", {"history": ["50", "zzz"]}, 404, "unknown item(s) in the history: 'zzz'"),
+    ("post", "/ratings/predict", {"item": "50"}, 400, "exactly one of 'user' or 'history'"),
+    ("get", "/items/search?q=", None, 422, "q: String should have at least 1 character"),
+])
+def test_bad_requests_get_clear_errors(api: httpx.Client, method: str, path: str, payload: dict | None, status: int,
+                                       fragment: str):
+    response = api.request(method.upper(), path, json=payload)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_malformed_and_oversized_bodies(api: httpx.Client):
+    broken = api.post("/feedback", content=b'{"user": "196", "item": ', headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and "JSON" in broken.json()["error"]
+    huge = api.post("/recommendations", content=b"[" + b"1," * 40_000 + b"1]",
+                    headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and "over 65,536 bytes" in huge.json()["error"]
+    assert api.get("/docs").status_code == 200 and "/feedback" in api.get("/openapi.json").json()["paths"]
+
+
+def test_a_restart_loses_nothing_acknowledged(db_url: str, ml100k):
+    user = f"r-{uuid.uuid4().hex[:6]}"
+    with service(db_url, "--llm", "none") as client:
+        for item in ("50", "172"):
+            assert client.post("/feedback", json={"user": user, "item": item, "kind": "watched"}).status_code == 201
+        before = client.get(f"/users/{user}/recommendations").json()
+    with service(db_url, "--llm", "none") as client:
+        assert [f["item"] for f in client.get(f"/users/{user}/feedback").json()] == ["50", "172"]
+        assert client.get(f"/users/{user}/recommendations").json() == before
+
+
+def test_a_dead_llm_server_is_a_503_and_the_rest_keeps_working(tmp_path: Path, ml100k):
+    dead = f"openai:http://127.0.0.1:{free_port()}/v1"
+    with service(f"sqlite:///{tmp_path / 's.sqlite'}", "--llm", dead) as client:
+        failed = client.get("/users/196/recommendations", params={"rerank": "true"})
+        assert failed.status_code == 503 and "language model" in failed.json()["error"]
+        assert client.get("/users/196/recommendations").status_code == 200
+
+
+def test_llm_stages_on_the_real_default_model(tmp_path: Path, ml100k):
+    with service(f"sqlite:///{tmp_path / 's.sqlite'}") as client:
+        assert client.get("/health").json()["llm"] == "ready"
+        body = client.get("/users/196/recommendations", params={"k": 3, "rerank": "true", "explain": "true"}).json()
+        assert body["reranked"] and body["explained"] and len(body["items"]) == 3
+        assert body["diagnostics"]["outside_result"] == 0 and body["diagnostics"]["model"]
+        assert all(i["reason"] and isinstance(i["reason_checked"], bool) for i in body["items"])
+        rating = client.post("/ratings/predict", json={"user": "196", "item": "50"}).json()["rating"]
+        assert 1.0 <= rating <= 5.0
+        explained = client.get("/users/196/explanations/50").json()
+        assert explained["text"] and set(explained["cited"]) <= {"50"} | set(
+            ml100k.dataset.item_vocab.lookup_ids(ml100k.dataset.sequence(ml100k.dataset.user_vocab.index("196"))))
