@@ -148,3 +148,13 @@ def test_llm_stages_on_the_real_default_model(tmp_path: Path, ml100k):
         explained = client.get("/users/196/explanations/50").json()
         assert explained["text"] and set(explained["cited"]) <= {"50"} | set(
             ml100k.dataset.item_vocab.lookup_ids(ml100k.dataset.sequence(ml100k.dataset.user_vocab.index("196"))))
+
+
+def test_aspects_for_a_user_and_for_a_history(api: httpx.Client):
+    body = api.get("/users/196/aspects/1").json()
+    assert body["title"] == "Toy Story (1995)" and [a["name"] for a in body["aspects"]] == [
+        "genre", "era", "similar", "collaborative", "popularity"]
+    assert 0 <= body["score"] <= 1 and body["pros"]
+    adhoc = api.post("/aspects", json={"item": "172", "history": ["50", "181"]}).json()
+    assert "Star Wars (1977)" in adhoc["aspects"][2]["reason"] or "Return of the Jedi" in adhoc["aspects"][2]["reason"]
+    assert api.get("/users/196/aspects/zzz").status_code == 404

@@ -81,6 +81,27 @@ class ExplanationOut(BaseModel):
     violations: list[str]
 
 
+class AspectOut(BaseModel):
+    name: str
+    score: float
+    reason: str
+    weight: float
+
+
+class DecisionOut(BaseModel):
+    item: str
+    title: str
+    score: float
+    aspects: list[AspectOut]
+    pros: list[str]
+    cons: list[str]
+
+
+class AspectsRequest(_Strict):
+    item: ItemId
+    history: list[str] = Field(max_length=2000)
+
+
 class FeedbackRequest(_Strict):
     user: str = Field(min_length=1, max_length=200)
     item: ItemId
@@ -182,6 +203,14 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         return ExplanationOut(user=user, item=item, text=e.text, grounded=e.grounded, fallback_used=e.fallback_used,
                               cited=list(e.cited), violations=list(e.violations))
 
+    @app.get("/users/{user}/aspects/{item}", response_model=DecisionOut)
+    def aspects(user: str, item: str) -> DecisionOut:
+        return _decision(svc().aspects(user, item))
+
+    @app.post("/aspects", response_model=DecisionOut)
+    def aspects_history(body: AspectsRequest) -> DecisionOut:
+        return _decision(svc().aspects(None, body.item, history=body.history))
+
     @app.post("/feedback", response_model=FeedbackOut, status_code=201)
     def feedback(body: FeedbackRequest) -> FeedbackOut:
         return _feedback(svc().feedback(body.user, body.item, body.kind, body.rating))
@@ -239,6 +268,12 @@ def _recommendations(r: Recommendations) -> RecommendationsOut:
         diagnostics=r.diagnostics,
         items=[RecommendedOut(item=i.item, title=i.title, year=i.year, genres=list(i.genres), score=i.score,
                               reason=i.reason, reason_checked=i.reason_checked) for i in r.items])
+
+
+def _decision(d: Any) -> DecisionOut:
+    return DecisionOut(item=d.item, title=d.title, score=d.score, pros=list(d.pros), cons=list(d.cons),
+                       aspects=[AspectOut(name=a.name, score=a.score, reason=a.reason, weight=a.weight)
+                                for a in d.aspects])
 
 
 def _feedback(f: Any) -> FeedbackOut:

@@ -15,11 +15,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
+from recllm.chat.aspects import AspectAnalyzer, DecisionReport
 from recllm.config import build, load_toml
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item
@@ -218,6 +220,39 @@ class Service:
         stages = self._require_llm()
         with self._lock, _llm_errors():
             return stages.explainer.explain(seen, item)
+
+    def aspects(self, user: str | None, item: str, *, history: list[str] | None = None) -> DecisionReport:
+        """Per-aspect match of ``item`` for a known user or an ad-hoc history (liked: the whole history)."""
+        self.item(item)
+        if user is None:
+            unknown = [h for h in history or [] if h not in self.data.catalog]
+            if unknown:
+                raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
+            return self.analyzer.analyze(list(history or []), item)
+        seen, _ = self.history(user)
+        return self.analyzer.analyze(seen, item, liked=self.liked(user))
+
+    def liked(self, user: str) -> list[str]:
+        """Items the user liked: rated 4 or more in the data (everything, without ratings), then stored likes
+        and ratings of 4 or more."""
+        ds = self.data.dataset
+        out: list[str] = []
+        if user in ds.user_vocab:
+            u = ds.user_vocab.index(user)
+            items = ds.sequence(u)
+            if ds.ratings is None:
+                out = ds.item_vocab.lookup_ids(items)
+            else:
+                span = ds.time_order[ds.sequence_indptr[u]:ds.sequence_indptr[u + 1]]
+                out = ds.item_vocab.lookup_ids(items[ds.ratings[span] >= 4])
+        for event in self.store.feedback(user):
+            if event.kind == "like" or (event.kind == "rating" and (event.rating or 0) >= 4):
+                out.append(event.item)
+        return out
+
+    @cached_property
+    def analyzer(self) -> AspectAnalyzer:
+        return AspectAnalyzer(self.data, self.retriever)
 
     def feedback(self, user: str, item: str, kind: str, rating: float | None = None) -> FeedbackRecord:
         """Store feedback (committed before returning); the user's next list reflects it."""
