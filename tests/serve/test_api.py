@@ -134,6 +134,11 @@ def test_a_dead_llm_server_is_a_503_and_the_rest_keeps_working(tmp_path: Path, m
         failed = client.get("/users/196/recommendations", params={"rerank": "true"})
         assert failed.status_code == 503 and "language model" in failed.json()["error"]
         assert client.get("/users/196/recommendations").status_code == 200
+        chat = client.post("/chat", json={"message": "I loved Alien, something from the 80s"})
+        assert chat.status_code == 200, chat.text  # the chat falls back to the rules and the retriever order
+        body = chat.json()
+        assert body["action"] == "recommend" and body["reranked"] is False and respects(body["items"], body["state"])
+        assert any("rules only" in n for n in body["notes"])
 
 
 def test_llm_stages_on_the_real_default_model(tmp_path: Path, ml100k):
@@ -145,6 +150,9 @@ def test_llm_stages_on_the_real_default_model(tmp_path: Path, ml100k):
         assert all(i["reason"] and isinstance(i["reason_checked"], bool) for i in body["items"])
         rating = client.post("/ratings/predict", json={"user": "196", "item": "50"}).json()["rating"]
         assert 1.0 <= rating <= 5.0
+        chat = client.post("/chat", json={"message": "I loved Alien and The Terminator, no comedy"}).json()
+        assert chat["source"] == "llm+rules" and chat["reranked"] is True and respects(chat["items"], chat["state"])
+        assert {"183", "195"} <= set(chat["state"]["liked"]) and "Comedy" in chat["state"]["avoid_genres"]
         explained = client.get("/users/196/explanations/50").json()
         assert explained["text"] and set(explained["cited"]) <= {"50"} | set(
             ml100k.dataset.item_vocab.lookup_ids(ml100k.dataset.sequence(ml100k.dataset.user_vocab.index("196"))))
@@ -158,3 +166,69 @@ def test_aspects_for_a_user_and_for_a_history(api: httpx.Client):
     adhoc = api.post("/aspects", json={"item": "172", "history": ["50", "181"]}).json()
     assert "Star Wars (1977)" in adhoc["aspects"][2]["reason"] or "Return of the Jedi" in adhoc["aspects"][2]["reason"]
     assert api.get("/users/196/aspects/zzz").status_code == 404
+
+
+def respects(items: list[dict], state: dict) -> bool:
+    """Every item meets every constraint in the stored state and is neither liked nor disliked."""
+    for item in items:
+        genres = set(item["genres"])
+        if state["genres"] and not genres & set(state["genres"]):
+            return False
+        if genres & set(state["avoid_genres"]) or item["item"] in state["liked"] + state["disliked"]:
+            return False
+        if state["year_min"] is not None and item["year"] < state["year_min"]:
+            return False
+        if state["year_max"] is not None and item["year"] > state["year_max"]:
+            return False
+    return bool(items)
+
+
+def test_a_scripted_five_turn_conversation_with_feedback(api: httpx.Client):
+    user = f"c-{uuid.uuid4().hex[:6]}"
+    assert api.post("/feedback", json={"user": user, "item": "1", "kind": "like"}).status_code == 201
+    first = api.post("/chat", json={"user": user, "message": "I loved Alien and The Terminator"}).json()
+    sid = first["session_id"]
+    assert first["action"] == "recommend" and set(first["state"]["liked"]) == {"183", "195"}
+    assert respects(first["items"], first["state"])
+    second = api.post("/chat", json={"session_id": sid, "message": "I'd like an action movie"}).json()
+    assert second["state"]["genres"] == ["Action"] and respects(second["items"], second["state"])
+    third = api.post("/chat", json={"session_id": sid, "message": "something older, no war movies"}).json()
+    assert third["state"]["avoid_genres"] == ["War"] and third["state"]["year_max"] is not None
+    assert respects(third["items"], third["state"])
+    disliked = third["items"][0]["item"]  # the dislike button, outside the chat
+    assert api.post("/feedback", json={"user": user, "item": disliked, "kind": "dislike"}).status_code == 201
+    fourth = api.post("/chat", json={"session_id": sid, "message": "what else do you have?"}).json()
+    assert disliked not in {i["item"] for i in fourth["items"]} and respects(fourth["items"], fourth["state"])
+    chosen = fourth["items"][1]["item"]
+    fifth = api.post("/chat", json={"session_id": sid, "message": "more like the second one"}).json()
+    assert chosen in fifth["state"]["liked"] and respects(fifth["items"], fifth["state"])
+    turns = api.get(f"/chat/{sid}").json()["turns"]
+    assert [t["role"] for t in turns] == ["user", "assistant"] * 5
+    assert turns[-1]["payload"]["items"][0]["item"] == fifth["items"][0]["item"]
+
+
+@pytest.mark.parametrize(("payload", "status", "fragment"), [
+    ({"message": "x" * 2001}, 413, "the limit is 2,000"),
+    ({"message": ""}, 422, "message: String should have at least 1 character"),
+    ({"message": "   "}, 400, "the message is empty"),
+    ({"message": "hi", "session_id": "nope"}, 404, "no chat session 'nope'"),
+    ({"message": "hi", "user": "nobody"}, 404, "unknown user 'nobody'"),
+])
+def test_bad_chat_requests(api: httpx.Client, payload: dict, status: int, fragment: str):
+    response = api.post("/chat", json=payload)
+    assert response.status_code == status and fragment in response.json()["error"], response.text
+
+
+def test_chat_without_llm_asks_then_recommends_and_survives_a_restart(db_url: str, ml100k):
+    with service(db_url, "--llm", "none") as client:
+        asked = client.post("/chat", json={"message": "hello"}).json()
+        assert asked["action"] == "ask" and asked["items"] == [] and asked["source"] == "rules"
+        sid = asked["session_id"]
+        answered = client.post("/chat", json={"session_id": sid, "message": "a comedy from the 90s"}).json()
+        assert answered["action"] == "recommend" and respects(answered["items"], answered["state"])
+    with service(db_url, "--llm", "none") as client:
+        session = client.get(f"/chat/{sid}").json()
+        assert len(session["turns"]) == 4 and session["state"]["genres"] == ["Comedy"]
+        follow = client.post("/chat", json={"session_id": sid, "message": "no romance"}).json()
+        assert follow["state"]["genres"] == ["Comedy"] and follow["state"]["avoid_genres"] == ["Romance"]
+        assert respects(follow["items"], follow["state"])

@@ -131,11 +131,13 @@ class AspectAnalyzer:
         return Aspect("era", score, f"from {year}; half of the movies you watched are from {lo}-{hi} (median "
                       f"{median})", WEIGHTS["era"])
 
-    def _similar(self, liked: list[str], item: str) -> Aspect:
+    def closest_liked(self, liked: list[str], item: str) -> tuple[str, float] | None:
+        """The liked item most co-watched with ``item`` (cosine over users) and that similarity; None when
+        nothing liked is in the data."""
         vocab = self.data.dataset.item_vocab
         usable = [h for h in dict.fromkeys(liked) if h in vocab and h != item]
         if item not in vocab or not usable:
-            return Aspect("similar", 0.0, "nothing you liked to compare with", WEIGHTS["similar"])
+            return None
         columns = self._columns
         target = columns[:, vocab.index(item)]
         indices = vocab.indices(usable)
@@ -143,14 +145,21 @@ class AspectAnalyzer:
         sizes = np.asarray(columns[:, indices].sum(axis=0)).ravel() * max(float(target.sum()), 1.0)
         cosine = overlap / np.sqrt(np.maximum(sizes, 1.0))
         best = int(np.argmax(cosine))
-        label = self.data.catalog[usable[best]].label()
-        if cosine[best] >= CON:
+        return usable[best], float(cosine[best])
+
+    def _similar(self, liked: list[str], item: str) -> Aspect:
+        closest = self.closest_liked(liked, item)
+        if closest is None:
+            return Aspect("similar", 0.0, "nothing you liked to compare with", WEIGHTS["similar"])
+        other, similarity = closest
+        label = self.data.catalog[other].label()
+        if similarity >= CON:
             reason = (f"people who watched {label}, which you liked, also watched this one (co-watching "
-                      f"similarity {cosine[best]:.2f})")
+                      f"similarity {similarity:.2f})")
         else:
             reason = (f"seldom watched by the people who watched what you liked (closest: {label}, co-watching "
-                      f"similarity {cosine[best]:.2f})")
-        return Aspect("similar", float(cosine[best]), reason, WEIGHTS["similar"])
+                      f"similarity {similarity:.2f})")
+        return Aspect("similar", similarity, reason, WEIGHTS["similar"])
 
     def _collaborative(self, history: list[str], item: str) -> Aspect:
         vocab = self.data.dataset.item_vocab

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from recllm.errors import RecllmError
-from recllm.serve.service import Recommendations, Service, ServiceConfig, ServiceError
+from recllm.serve.service import NotFoundError, Recommendations, Service, ServiceConfig, ServiceError
 from recllm.serve.storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,42 @@ class DecisionOut(BaseModel):
 class AspectsRequest(_Strict):
     item: ItemId
     history: list[str] = Field(max_length=2000)
+
+
+class ChatRequest(_Strict):
+    message: str = Field(min_length=1, description="what the user says (the service's max_message_chars applies)")
+    session_id: str | None = Field(default=None, max_length=64, description="omit to start a new conversation")
+    user: str | None = Field(default=None, max_length=200, description="a known user: their history counts too")
+
+
+class ChatItemOut(ItemOut):
+    reason: str
+
+
+class ChatOut(BaseModel):
+    session_id: str
+    reply: str
+    action: Literal["ask", "recommend", "no-match"]
+    items: list[ChatItemOut]
+    state: dict[str, Any]
+    source: str
+    reranked: bool
+    notes: list[str]
+
+
+class ChatTurnOut(BaseModel):
+    position: int
+    role: str
+    text: str
+    payload: dict[str, Any]
+    created_at: str
+
+
+class ChatSessionOut(BaseModel):
+    session_id: str
+    user: str | None
+    state: dict[str, Any]
+    turns: list[ChatTurnOut]
 
 
 class FeedbackRequest(_Strict):
@@ -210,6 +246,25 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
     @app.post("/aspects", response_model=DecisionOut)
     def aspects_history(body: AspectsRequest) -> DecisionOut:
         return _decision(svc().aspects(None, body.item, history=body.history))
+
+    @app.post("/chat", response_model=ChatOut)
+    def chat(body: ChatRequest) -> ChatOut:
+        result = svc().chat(body.message, session_id=body.session_id, user=body.user)
+        r = result.reply
+        return ChatOut(session_id=result.session_id, reply=r.text, action=r.action, state=r.state.to_dict(),
+                       source=r.update.source, reranked=r.reranked, notes=list(r.update.notes),
+                       items=[ChatItemOut(item=i.item, title=i.title, year=i.year, genres=list(i.genres),
+                                          reason=i.reason) for i in r.items])
+
+    @app.get("/chat/{session_id}", response_model=ChatSessionOut)
+    def chat_session(session_id: str) -> ChatSessionOut:
+        try:
+            record = svc().store.session(session_id)
+        except StorageError as exc:
+            raise NotFoundError(str(exc)) from exc
+        return ChatSessionOut(session_id=record.id, user=record.user, state=record.state,
+                              turns=[ChatTurnOut(position=t.position, role=t.role, text=t.text, payload=t.payload,
+                                                 created_at=t.created_at.isoformat()) for t in record.turns])
 
     @app.post("/feedback", response_model=FeedbackOut, status_code=201)
     def feedback(body: FeedbackRequest) -> FeedbackOut:

@@ -14,14 +14,23 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from recllm.chat.aspects import AspectAnalyzer, DecisionReport
+from recllm.chat import (
+    AspectAnalyzer,
+    ChatAgent,
+    ChatRecommender,
+    ChatReply,
+    DecisionReport,
+    LLMExtractor,
+    Preferences,
+    RuleExtractor,
+)
 from recllm.config import build, load_toml
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item
@@ -33,7 +42,7 @@ from recllm.models.popularity import MostPopular
 from recllm.models.rating import BiasedBaseline
 from recllm.models.registry import create_model
 from recllm.pipeline import RetrieverConfig
-from recllm.serve.storage import FeedbackRecord, Store
+from recllm.serve.storage import FeedbackRecord, StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,10 @@ class LLMUnavailableError(ServiceError):
     status = 503
 
 
+class PayloadTooLargeError(ServiceError):
+    status = 413
+
+
 class ServiceConfig(pydantic.BaseModel):
     """The service's embedded defaults: MovieLens-100K, an EASE retriever, the default LLM for re-ranking
     (likelihood), explanations and ratings. ``llm = "none"`` runs without a language model."""
@@ -66,6 +79,10 @@ class ServiceConfig(pydantic.BaseModel):
     reranker_options: dict[str, Any] = pydantic.Field(default_factory=dict)
     candidates: int = pydantic.Field(default=20, ge=2, le=100)
     max_k: int = pydantic.Field(default=50, ge=1, le=500)
+    chat_items: int = pydantic.Field(default=5, ge=1, le=20)
+    chat_rerank: bool = True
+    chat_llm_extraction: bool = True
+    max_message_chars: int = pydantic.Field(default=2000, ge=10, le=100_000)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ServiceConfig:
@@ -261,6 +278,58 @@ class Service:
             raise ServiceError(f"rating must be between 1 and 5, got {rating}")
         return self.store.add_feedback(user, item, kind, rating)
 
+    # ---- chat --------------------------------------------------------------------------------------
+    def chat(self, message: str, *, session_id: str | None = None, user: str | None = None) -> ChatTurnResult:
+        """One chat turn: a new session when ``session_id`` is None (for ``user``, or anonymous); the user's
+        message, the answer and the new preference state are stored together before this returns. Without a
+        working LLM the rule-based reading and the retriever's order answer (noted in the reply)."""
+        message = message.strip()
+        if not message:
+            raise ServiceError("the message is empty")
+        if len(message) > self.config.max_message_chars:
+            raise PayloadTooLargeError(f"the message has {len(message):,} characters; the limit is "
+                                       f"{self.config.max_message_chars:,}")
+        if session_id is None:
+            if user is not None:
+                self.history(user)  # 404 for an unknown user
+            session_id = self.store.create_session(user)
+        try:
+            record = self.store.session(session_id)
+        except StorageError as exc:
+            raise NotFoundError(str(exc)) from exc
+        if user is not None and record.user != user:
+            raise ServiceError(f"chat session {session_id!r} belongs to another user")
+        base_history: list[str] = []
+        exclude: set[str] = set()
+        if record.user is not None:
+            base_history, exclude = self.history(record.user)
+        agent, note = self._agent()
+        reply = agent.turn(Preferences.from_dict(record.state), message, base_history=base_history,
+                           exclude=sorted(exclude))
+        if note:
+            reply = replace(reply, update=replace(reply.update, notes=(*reply.update.notes, note)))
+        self.store.add_turn(session_id, "user", message)
+        self.store.add_turn(session_id, "assistant", reply.text, reply.payload(), state=reply.state.to_dict())
+        return ChatTurnResult(session_id, reply)
+
+    def _agent(self) -> tuple[ChatAgent, str | None]:
+        """The chat agent with the LLM stages when they work, else the rule-based reading and the retriever's
+        order, with a note saying so."""
+        stages = None
+        note = None
+        if self.config.llm != "none":
+            try:
+                stages = self._require_llm()
+            except LLMUnavailableError as exc:
+                note = f"{exc}; rules only, retriever order"
+        extractor = LLMExtractor(stages.llm, self.data.catalog) if stages is not None and \
+            self.config.chat_llm_extraction else RuleExtractor(self.data.catalog)
+        reranker = _Locked(stages.reranker, self._lock) if stages is not None and self.config.chat_rerank else None
+        recommender = ChatRecommender(self.data, self.retriever, self.popular, reranker=reranker,
+                                      candidates=self.config.candidates)
+        recommender.analyzer = self.analyzer  # share the co-watching matrix
+        return ChatAgent(recommender, _Locked(extractor, self._lock), k=self.config.chat_items), note
+
     # ---- LLM stages ----------------------------------------------------------------------------------
     @property
     def llm_status(self) -> str:
@@ -311,6 +380,30 @@ class Service:
         facts = self.data.catalog[item]
         return RecommendedItem(item, facts.display_title, facts.year, tuple(facts.genres), float(score), reason,
                                checked)
+
+
+@dataclass(frozen=True)
+class ChatTurnResult:
+    session_id: str
+    reply: ChatReply
+
+
+class _Locked:
+    """A proxy whose method calls hold the service's LLM lock: one request on the model at a time."""
+
+    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+        self._inner, self._lock = inner, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
 
 
 @contextmanager

@@ -1,0 +1,196 @@
+"""The conversational recommender: each turn reads the message into the preference state, then either asks one
+clarifying question (nothing to go on yet) or calls the recommender tool and answers with a short list, one
+line of reason per item.
+
+The tool scores the catalog with the retriever from the liked items (and the user's own history when the
+chat belongs to a known user), or by popularity when only constraints are known; removes what was liked,
+disliked or, after "something else", already shown; keeps only items meeting every constraint (wanted
+genres, avoided genres, year range); and lets the LLM re-ranker order the top candidates when one is
+given. Reasons are built from catalog facts and co-watching data, never generated, so they cannot cite
+what is not there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from recllm.chat.aspects import AspectAnalyzer
+from recllm.chat.state import Preferences, PreferenceUpdate
+from recllm.data.bundle import DataBundle
+from recllm.data.catalog import Item
+from recllm.data.itemlist import ItemList
+from recllm.llm.base import LLMError
+from recllm.models.base import Recommender
+
+log = logging.getLogger(__name__)
+
+Action = Literal["ask", "recommend", "no-match"]
+
+
+class Extractor(Protocol):
+    def extract(self, message: str, state: Preferences) -> PreferenceUpdate: ...
+
+
+@dataclass(frozen=True)
+class ChatItem:
+    item: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The answer to one message: its text, what the agent did, the items shown, and the new state."""
+
+    text: str
+    action: Action
+    items: tuple[ChatItem, ...]
+    state: Preferences
+    update: PreferenceUpdate
+    reranked: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        """The structured part stored with the turn."""
+        return {"action": self.action, "items": [vars(i) | {"genres": list(i.genres)} for i in self.items],
+                "source": self.update.source, "notes": list(self.update.notes), "reranked": self.reranked,
+                "unknown_titles": list(self.update.unknown_titles)}
+
+
+class ChatRecommender:
+    """The recommender tool of the agent (see the module docstring)."""
+
+    def __init__(self, data: DataBundle, retriever: Recommender, popular: Recommender, *,
+                 reranker: Any | None = None, candidates: int = 20) -> None:
+        self.data = data
+        self.retriever = retriever
+        self.popular = popular
+        self.reranker = reranker
+        self.candidates = candidates
+        self.analyzer = AspectAnalyzer(data, retriever)
+
+    def allowed(self, item: Item, prefs: Preferences) -> bool:
+        """Whether ``item`` meets every constraint of ``prefs``."""
+        genres = set(item.genres)
+        if prefs.genres and not genres & set(prefs.genres):
+            return False
+        if genres & set(prefs.avoid_genres):
+            return False
+        if prefs.year_min is not None and (item.year is None or item.year < prefs.year_min):
+            return False
+        return not (prefs.year_max is not None and (item.year is None or item.year > prefs.year_max))
+
+    def recommend(self, prefs: Preferences, k: int, base_history: Sequence[str] = (), exclude: Sequence[str] = ()
+                  ) -> tuple[list[str], bool]:
+        """Up to ``k`` item ids meeting the constraints, best first, and whether the LLM re-ranked them;
+        ``exclude`` are further items never to show (e.g. the user's dislikes given outside the chat)."""
+        vocab = self.data.dataset.item_vocab
+        history = [i for i in dict.fromkeys([*base_history, *prefs.liked]) if i in vocab]
+        model = self.retriever if history else self.popular
+        scores = model.score(np.array([-1]), [vocab.indices(history)])[0].astype(np.float64)
+        blocked = {*history, *prefs.disliked, *prefs.seen_before, *exclude}
+        for index, item_id in enumerate(vocab.ids):
+            if item_id in blocked or item_id not in self.data.catalog or \
+                    not self.allowed(self.data.catalog[item_id], prefs):
+                scores[index] = -np.inf
+        available = int(np.isfinite(scores).sum())
+        if available == 0:
+            return [], False
+        pool = min(available, max(k, self.candidates) if self.reranker is not None else k)
+        best = np.argsort(-scores, kind="stable")[:pool]
+        ranked = [vocab.id(int(i)) for i in best]
+        reranked = False
+        if self.reranker is not None and len(ranked) > 1:
+            try:
+                result = self.reranker.rerank(history, ItemList(tuple(ranked), scores[best]))
+                ranked, reranked = list(result.order), True
+            except LLMError as exc:  # the model is down: the retriever's order still answers
+                log.warning("chat re-ranking skipped: %s", exc)
+        return ranked[:k], reranked
+
+    def reason(self, item_id: str, prefs: Preferences, base_history: Sequence[str] = ()) -> str:
+        """One line from catalog facts and co-watching: wanted genres it has, the liked item it is most
+        co-watched with, and its year against the requested range."""
+        item = self.data.catalog[item_id]
+        parts: list[str] = []
+        wanted = [g for g in item.genres if g in prefs.genres]
+        genres = wanted or list(item.genres)
+        if genres:
+            parts.append(f"{'/'.join(genres)} from {item.year}" if item.year else "/".join(genres))
+        closest = self.analyzer.closest_liked([*prefs.liked, *base_history], item_id)
+        if closest is not None and closest[1] > 0.05:
+            other = self.data.catalog[closest[0]].label()
+            liked = "you liked" if closest[0] in prefs.liked else "you watched"
+            parts.append(f"often watched by people who watched {other}, which {liked}")
+        elif not (prefs.liked or base_history):
+            users = int(self.data.dataset.item_popularity[self.data.dataset.item_vocab.index(item_id)])
+            parts.append(f"watched by {users:,} people in the data")
+        return "; ".join(parts) or "matches what you asked for"
+
+
+QUESTION = ("What would you like to watch? Tell me a few movies you enjoyed, or a genre or period you are in "
+            "the mood for (for example: \"I loved Alien and Heat, something from the 80s\").")
+
+
+class ChatAgent:
+    """Turns messages into replies over a ``ChatRecommender`` (see the module docstring)."""
+
+    def __init__(self, recommender: ChatRecommender, extractor: Extractor, *, k: int = 5) -> None:
+        self.recommender = recommender
+        self.extractor = extractor
+        self.k = k
+
+    def turn(self, state: Preferences, message: str, *, base_history: Sequence[str] = (),
+             exclude: Sequence[str] = ()) -> ChatReply:
+        """Answer ``message`` given the conversation's ``state``; ``base_history`` is the user's own history
+        (known users) and ``exclude`` items never to show."""
+        update = self.extractor.extract(message, state)
+        prefs = state.merge(update)
+        if update.others:  # "something else": what was shown is not shown again
+            prefs = replace(prefs, seen_before=tuple(dict.fromkeys([*prefs.seen_before, *state.shown])))
+        catalog = self.recommender.data.catalog
+        if not prefs.has_signal and not base_history:
+            text = QUESTION
+            if update.unknown_titles:
+                text = (f"I could not find {', '.join(repr(t) for t in update.unknown_titles)} in the catalog. "
+                        + QUESTION)
+            elif prefs.disliked or prefs.avoid_genres:
+                text = "Noted what you do not want. " + QUESTION
+            return ChatReply(text, "ask", (), prefs, update)
+        ids, reranked = self.recommender.recommend(prefs, self.k, base_history, exclude)
+        if not ids:
+            text = (f"Nothing in the catalog that you have not seen matches all of: {describe(prefs)}. "
+                    "Loosen one of these (a wider period, another genre) and I will look again.")
+            return ChatReply(text, "no-match", (), prefs, update)
+        items = tuple(ChatItem(i, catalog[i].display_title, catalog[i].year, tuple(catalog[i].genres),
+                               self.recommender.reason(i, prefs, base_history)) for i in ids)
+        heard = describe(prefs)
+        lines = [f"Here are {len(items)} suggestions ({heard}):" if heard else f"Here are {len(items)} suggestions:"]
+        lines += [f"{n}. {it.title}{f' ({it.year})' if it.year else ''}: {it.reason}" for n, it in
+                  enumerate(items, 1)]
+        if update.unknown_titles:
+            lines.append(f"(I could not find {', '.join(repr(t) for t in update.unknown_titles)} in the catalog.)")
+        prefs = replace(prefs, shown=tuple(it.item for it in items))
+        return ChatReply("\n".join(lines), "recommend", items, prefs, update, reranked)
+
+
+def describe(prefs: Preferences) -> str:
+    """The constraints in words, e.g. "Sci-Fi, no Horror, 1970-1985"."""
+    parts = []
+    if prefs.genres:
+        parts.append("/".join(prefs.genres))
+    if prefs.avoid_genres:
+        parts.append("no " + ", no ".join(prefs.avoid_genres))
+    if prefs.year_min is not None and prefs.year_max is not None:
+        parts.append(f"{prefs.year_min}-{prefs.year_max}")
+    elif prefs.year_min is not None:
+        parts.append(f"from {prefs.year_min} on")
+    elif prefs.year_max is not None:
+        parts.append(f"up to {prefs.year_max}")
+    return ", ".join(parts)
