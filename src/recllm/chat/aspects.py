@@ -115,8 +115,11 @@ class AspectAnalyzer:
         counts = Counter(g for h in recent for g in catalog[h].genres if g in genres)
         share = len(sharing) / len(recent)
         named = ", ".join(f"{g} ({counts[g]})" for g in sorted(genres, key=lambda g: (-counts[g], g)) if counts[g])
-        return Aspect("genre", share, f"{len(sharing)} of your {len(recent)} most recent movies share its genres: "
-                      f"{named}", WEIGHTS["genre"])
+        scope = "your only movie shares" if len(recent) == 1 else \
+            f"{len(sharing)} of your {len(recent)} most recent movies share"
+        if len(recent) == 1 and not sharing:
+            scope = "your only movie shares none of"
+        return Aspect("genre", share, f"{scope} its genres{': ' + named if named else ''}", WEIGHTS["genre"])
 
     def _era(self, history: list[str], item: str) -> Aspect:
         catalog = self.data.catalog
@@ -128,8 +131,9 @@ class AspectAnalyzer:
         lo, median, hi = (int(v) for v in np.percentile(years, [25, 50, 75]))
         distance = 0 if lo <= year <= hi else min(abs(year - lo), abs(year - hi))
         score = float(np.exp(-distance / 10.0))
-        return Aspect("era", score, f"from {year}; half of the movies you watched are from {lo}-{hi} (median "
-                      f"{median})", WEIGHTS["era"])
+        usual = f"you watched movies from {lo}" if lo == hi else \
+            f"half of the movies you watched are from {lo}-{hi} (median {median})"
+        return Aspect("era", score, f"from {year}; {usual}", WEIGHTS["era"])
 
     def closest_liked(self, liked: list[str], item: str) -> tuple[str, float] | None:
         """The liked item most co-watched with ``item`` (cosine over users) and that similarity; None when
@@ -176,7 +180,8 @@ class AspectAnalyzer:
         rank = int((pool > scores[index]).sum()) + 1
         score = 1.0 - (rank - 1) / max(len(pool) - 1, 1)
         share = 100.0 * rank / len(pool)
-        where = f"top {share:.0f}%" if share <= 50 else f"bottom {100.0 - share + 100.0 / len(pool):.0f}%"
+        where = f"top {max(share, 1.0):.0f}%" if share <= 50 else \
+            f"bottom {max(100.0 - share + 100.0 / len(pool), 1.0):.0f}%"
         return Aspect("collaborative", score, f"{self.retriever_name} ranks it {rank:,} of the {len(pool):,} movies "
                       f"you have not seen ({where})", WEIGHTS["collaborative"])
 

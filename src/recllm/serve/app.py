@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from recllm.errors import RecllmError
@@ -22,6 +24,7 @@ from recllm.serve.storage import StorageError, Store
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+STATIC = Path(__file__).resolve().parent / "static"
 ItemId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -200,6 +203,12 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return _error(413, f"request body over {MAX_BODY_BYTES:,} bytes")
         return await call_next(request)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
