@@ -27,6 +27,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
 
 
+def load_section(model: type[M], path: str | Path, section: str) -> M:
+    """``model`` from the ``[section]`` table of a TOML file, or from the whole file when it has no such table."""
+    raw = load_toml(path)
+    return build(model, raw.get(section, raw), where=str(path))
+
+
 def validation_message(exc: pydantic.ValidationError) -> str:
     """Every problem as ``dotted.location: message (got value)``, joined by semicolons."""
     parts = []

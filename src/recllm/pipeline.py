@@ -8,7 +8,7 @@ from typing import Any
 
 import pydantic
 
-from recllm.config import build, load_toml
+from recllm.config import load_section
 from recllm.data.bundle import DataBundle
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
@@ -47,8 +47,7 @@ class PipelineConfig(pydantic.BaseModel):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> PipelineConfig:
-        raw = load_toml(path)
-        return build(cls, raw.get("pipeline", raw), where=str(path))
+        return load_section(cls, path, "pipeline")
 
 
 @dataclass(frozen=True)

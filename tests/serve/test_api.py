@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
+from postgres import fresh_database
 from servers import free_port, running_server
 
 
@@ -30,13 +30,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('api') / 'service.sqlite'}"
         return
-    server = request.getfixturevalue("postgres_server")
-    name = f"api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield server.rsplit("/", 1)[0] + f"/{name}"
-    admin.dispose()
+    with fresh_database(request.getfixturevalue("postgres_server"), "api") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

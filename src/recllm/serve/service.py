@@ -31,7 +31,7 @@ from recllm.chat import (
     Preferences,
     RuleExtractor,
 )
-from recllm.config import build, load_toml
+from recllm.config import load_section
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item
 from recllm.data.registry import load_dataset
@@ -86,8 +86,7 @@ class ServiceConfig(pydantic.BaseModel):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ServiceConfig:
-        raw = load_toml(path)
-        return build(cls, raw.get("service", raw), where=str(path))
+        return load_section(cls, path, "service")
 
 
 @dataclass(frozen=True)
