@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv, installs recllm (CPU torch) and runs a job.
-#   ./run.sh demo            the main job on the embedded defaults (MovieLens-100K)
+#   ./run.sh serve [ARGS]    the main job: the service and its web page on the embedded defaults
+#                            (MovieLens-100K, the default LLM and embedder); prints the page's address
+#   ./run.sh demo            a terminal demo: recommendations and a small evaluation
 #   ./run.sh test [ARGS]     the test suite (pytest ARGS)
 #   ./run.sh recllm ARGS     any recllm command
 set -euo pipefail
@@ -18,11 +20,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   echo "$want" > "$stamp"
 fi
-job=${1:-demo}
+job=${1:-serve}
 shift || true
 case "$job" in
+  serve) exec .venv/bin/recllm serve "$@" ;;
   demo) exec .venv/bin/recllm demo "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;
   recllm) exec .venv/bin/recllm "$@" ;;
-  *) echo "usage: ./run.sh demo | test [pytest args] | recllm ARGS" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh serve [ARGS] | demo | test [pytest args] | recllm ARGS" >&2; exit 2 ;;
 esac

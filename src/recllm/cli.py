@@ -391,15 +391,22 @@ def serve(
     import uvicorn
 
     from recllm.serve.app import create_app
-    from recllm.serve.service import ServiceConfig
+    from recllm.serve.service import Service, ServiceConfig
     from recllm.serve.storage import Store
 
     settings = ServiceConfig.from_toml(config) if config is not None else ServiceConfig()
     if llm is not None:
         settings = settings.model_copy(update={"llm": llm})
     Store(db).close()  # a bad URL or an unreachable database fails here, with one line
-    console.print(f"recllm service at http://{host}:{port}/ (API docs at /docs; Ctrl-C stops)")
-    uvicorn.run(create_app(config=settings, db_url=db), host=host, port=port,
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"starting recllm on {settings.dataset} (retriever {settings.retriever.model}, LLM "
+                  f"{settings.llm}, embedder {settings.embedder}); the first start fetches data and models")
+
+    def ready(service: Service) -> None:
+        console.print(f"[bold green]recllm is ready:[/] open http://{shown}:{port}/ in a browser "
+                      f"(API docs at http://{shown}:{port}/docs; LLM {service.llm_status}; Ctrl-C stops)")
+
+    uvicorn.run(create_app(config=settings, db_url=db, on_ready=ready), host=host, port=port,
                 log_level="info" if verbose else "warning")
 
 

@@ -110,3 +110,35 @@ def test_llm_reading_is_used_only_where_it_checks_out(recommender: ChatRecommend
     unusable = agent.turn(Preferences(), "I loved Toy Story")
     assert unusable.state.liked == ("1",) and "no JSON object; rules only" in " ".join(unusable.update.notes)
     assert extractor.n_unusable == 1
+
+
+@pytest.mark.parametrize(("message", "wish"), [
+    ("something with space battles and robots", "space battles robots"),
+    ("I want a sci-fi movie about time travel", "time travel"),
+    ("I'm in the mood for a romantic comedy set in Paris", "romantic set paris"),
+])
+def test_free_text_wishes_keep_only_what_no_other_field_holds(ml100k: DataBundle, message: str, wish: str):
+    assert RuleExtractor(ml100k.catalog).extract(message, Preferences()).wishes == (wish,)
+
+
+@pytest.mark.parametrize("message", ["I would like science fiction from the 80s", "no horror please",
+                                     "I loved Alien and Heat"])
+def test_messages_that_say_only_structured_things_carry_no_wish(ml100k: DataBundle, message: str):
+    assert RuleExtractor(ml100k.catalog).extract(message, Preferences()).wishes == ()
+
+
+def test_a_wish_lifts_the_items_whose_descriptions_match_it(recommender: ChatRecommender, ml100k: DataBundle):
+    from recllm.chat import WishMatcher
+    from recllm.llm import create_embedder
+
+    matcher = WishMatcher(create_embedder("st"), ml100k.catalog, ml100k.dataset.item_vocab.ids)
+    with_wishes = ChatRecommender(ml100k, recommender.retriever, recommender.popular, wishes=matcher)
+    prefs = Preferences(wishes=("christmas",))
+    plain, _ = recommender.recommend(prefs, 10)
+    wished, _ = with_wishes.recommend(prefs, 10)
+    christmas = [i for i in ml100k.catalog if "christmas" in i.title.lower()]
+    assert christmas  # e.g. Miracle on 34th Street's remakes, A Christmas Story
+    hits = {i.id for i in christmas}
+    assert len(hits & set(wished)) > len(hits & set(plain))
+    reasons = [with_wishes.reason(i, prefs) for i in wished if i in hits]
+    assert any("close to your wish for 'christmas'" in r for r in reasons)

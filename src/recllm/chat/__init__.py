@@ -5,6 +5,7 @@ from recllm.chat.agent import ChatAgent, ChatItem, ChatRecommender, ChatReply
 from recllm.chat.aspects import Aspect, AspectAnalyzer, DecisionReport
 from recllm.chat.extract import LLMExtractor, RuleExtractor
 from recllm.chat.state import Preferences, PreferenceUpdate
+from recllm.chat.wishes import WishMatcher
 
 __all__ = [
     "Aspect",
@@ -18,4 +19,5 @@ __all__ = [
     "PreferenceUpdate",
     "Preferences",
     "RuleExtractor",
+    "WishMatcher",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from recllm.chat.aspects import AspectAnalyzer
 from recllm.chat.state import Preferences, PreferenceUpdate
+from recllm.chat.wishes import WishMatcher, blend
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item
 from recllm.data.itemlist import ItemList
@@ -67,13 +68,26 @@ class ChatRecommender:
     """The recommender tool of the agent (see the module docstring)."""
 
     def __init__(self, data: DataBundle, retriever: Recommender, popular: Recommender, *,
-                 reranker: Any | None = None, candidates: int = 20) -> None:
+                 reranker: Any | None = None, candidates: int = 20, wishes: WishMatcher | None = None,
+                 wish_weight: float = 1.0) -> None:
         self.data = data
         self.retriever = retriever
         self.popular = popular
         self.reranker = reranker
         self.candidates = candidates
+        self.wishes = wishes
+        self.wish_weight = wish_weight
         self.analyzer = AspectAnalyzer(data, retriever)
+        self._similarity: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    def wish_similarity(self, wishes: Sequence[str]) -> np.ndarray | None:
+        """Similarity of every item (vocabulary order) to the free-text wishes; None without a matcher."""
+        if self.wishes is None or not wishes:
+            return None
+        key = tuple(wishes)
+        if self._similarity is None or self._similarity[0] != key:
+            self._similarity = key, self.wishes.similarity(key)
+        return self._similarity[1]
 
     def allowed(self, item: Item, prefs: Preferences) -> bool:
         """Whether ``item`` meets every constraint of ``prefs``."""
@@ -102,6 +116,9 @@ class ChatRecommender:
         available = int(np.isfinite(scores).sum())
         if available == 0:
             return [], False
+        similarity = self.wish_similarity(prefs.wishes)
+        if similarity is not None:
+            scores = blend(scores, similarity, self.wish_weight)
         pool = min(available, max(k, self.candidates) if self.reranker is not None else k)
         best = np.argsort(-scores, kind="stable")[:pool]
         ranked = [vocab.id(int(i)) for i in best]
@@ -123,6 +140,11 @@ class ChatRecommender:
         genres = wanted or list(item.genres)
         if genres:
             parts.append(f"{'/'.join(genres)} from {item.year}" if item.year else "/".join(genres))
+        similarity = self.wish_similarity(prefs.wishes)
+        if similarity is not None:
+            index = self.data.dataset.item_vocab.index(item_id)
+            if (similarity > similarity[index]).mean() < 0.1:  # among the closest tenth of the catalog
+                parts.append(f"close to your wish for {' / '.join(prefs.wishes)!r}")
         closest = self.analyzer.closest_liked([*prefs.liked, *base_history], item_id)
         if closest is not None and closest[1] > 0.05:
             other = self.data.catalog[closest[0]].label()
@@ -155,7 +177,8 @@ class ChatAgent:
         if update.others:  # "something else": what was shown is not shown again
             prefs = replace(prefs, seen_before=tuple(dict.fromkeys([*prefs.seen_before, *state.shown])))
         catalog = self.recommender.data.catalog
-        if not prefs.has_signal and not base_history:
+        wish_signal = bool(prefs.wishes) and self.recommender.wishes is not None
+        if not prefs.has_signal and not base_history and not wish_signal:
             text = QUESTION
             if update.unknown_titles:
                 text = (f"I could not find {', '.join(repr(t) for t in update.unknown_titles)} in the catalog. "
@@ -193,4 +216,6 @@ def describe(prefs: Preferences) -> str:
         parts.append(f"from {prefs.year_min} on")
     elif prefs.year_max is not None:
         parts.append(f"up to {prefs.year_max}")
+    if prefs.wishes:
+        parts.append("about " + " / ".join(prefs.wishes))
     return ", ".join(parts)

@@ -44,6 +44,15 @@ _ORDINAL = re.compile(r"\b(?:the\s+)?(?P<word>" + "|".join(_ORDINALS) + r")(?:\s
 _OTHERS = re.compile(r"\b(?:something else|other ones|others|different ones|anything else|more suggestions|"
                      r"show me more|more of them|next ones)\b", re.IGNORECASE)
 _WISH = re.compile(r"\b(?:want|looking for|in the mood|something|feel like|wish|prefer|would like)\b", re.IGNORECASE)
+_WORD = re.compile(r"[a-z][a-z'-]*")
+_FILLER_WORDS = """
+a an the and or of to for in on at with about from by me my i i'm im we us you it its this that these those
+some something anything any one ones movie movies film films show shows watch watching see seeing
+want wanna looking look mood feel like would prefer wish please maybe kind sort bit really very just
+more less most least again also too please give get find recommend suggestions suggestion tonight today
+good great nice new old older newer recent classic era decade year years period
+"""
+_FILLER = frozenset(_FILLER_WORDS.split())
 
 
 MIN_SPAN = 4
@@ -65,6 +74,7 @@ class RuleExtractor:
         year_min = year_max = None
         clear_years = False
         notes: list[str] = []
+        wish_phrases: list[str] = []
         text = fold(" ".join(message.split()))
         for clause in (c.strip() for c in _CLAUSE.split(text)):
             if not clause:
@@ -86,19 +96,28 @@ class RuleExtractor:
                 if -len(state.shown) <= index < len(state.shown):
                     item = state.shown[index]
                     (disliked if negative else liked).append(item)
+            if _WISH.search(clause) and not negative:
+                wish_phrases.append(self._wish(rest))
             lo, hi = self._years(rest, state)
             if lo is not None or hi is not None:
                 clear_years = True
                 year_min = lo if lo is not None else year_min
                 year_max = hi if hi is not None else year_max
         unknown = tuple(t for t in self.scanner.unknown_titles(text))
-        structured = liked or disliked or genres or avoid or year_min is not None or year_max is not None
-        wishes = (message.strip(),) if _WISH.search(text) and not structured else ()
+        wishes = tuple(dict.fromkeys(w for w in wish_phrases if w))
         return PreferenceUpdate(others=bool(_OTHERS.search(text)),
                                 liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
                                 genres=tuple(dict.fromkeys(genres)), avoid_genres=tuple(dict.fromkeys(avoid)),
                                 year_min=year_min, year_max=year_max, clear_years=clear_years, wishes=wishes,
                                 unknown_titles=unknown, notes=tuple(notes))
+
+    def _wish(self, rest: str) -> str:
+        """The free-text part of a wishing clause once titles, genres, years and filler words are gone
+        ("" when nothing is left): "something with space battles" gives "space battles"."""
+        rest = _DECADE.sub(" ", _BOUND.sub(" ", self.scanner.without_genres(rest))).lower()
+        words = [w for w in _WORD.findall(rest) if len(w) > 2 and w not in _FILLER and w not in _ORDINALS
+                 and w not in _WORD_DECADES and not _NEGATIVE.fullmatch(w)]
+        return " ".join(words)
 
     @staticmethod
     def _ordinals(text: str) -> list[int]:

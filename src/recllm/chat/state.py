@@ -24,7 +24,8 @@ class Preferences:
 
     @property
     def has_signal(self) -> bool:
-        """Whether there is enough to recommend from: a liked item, a wanted genre or a year range."""
+        """Whether there is enough to recommend from: a liked item, a wanted genre or a year range (free-text
+        wishes count only where an embedder can match them; the agent decides that)."""
         return bool(self.liked or self.genres or self.year_min is not None or self.year_max is not None)
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from recllm.errors import ConfigError
 from recllm.llm.base import Embedder
-from recllm.llm.hf import pick_device
+from recllm.llm.hf import pick_device, quiet_progress_bars
 from recllm.llm.resolve import resolve_embedder
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ class SentenceTransformerEmbedder(Embedder):
         self.batch_size = batch_size
         start = time.perf_counter()
         try:
-            self.model = SentenceTransformer(resolved.source, device=str(pick_device(device)),
-                                             local_files_only=resolved.local)
+            with quiet_progress_bars():
+                self.model = SentenceTransformer(resolved.source, device=str(pick_device(device)),
+                                                 local_files_only=resolved.local)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"could not load embedder '{resolved.source}': {exc}") from exc
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension

@@ -63,7 +63,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 @contextlib.contextmanager
-def _quiet_progress_bars() -> Iterator[None]:
+def quiet_progress_bars() -> Iterator[None]:
     """transformers' progress bars off while loading, then back as they were."""
     from transformers.utils import logging as hf_logging
 
@@ -111,7 +111,7 @@ class HFBackend(LLM):
         self.generate_batch_size = generate_batch_size
         start = time.perf_counter()
         try:
-            with _quiet_progress_bars():  # a sub-second load needs no bar on the user's terminal
+            with quiet_progress_bars():  # a sub-second load needs no bar on the user's terminal
                 self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local)
                 loaded = AutoModelForCausalLM.from_pretrained(
                     resolved.source, dtype=self.dtype, local_files_only=resolved.local)

@@ -168,9 +168,10 @@ class HealthOut(BaseModel):
 
 
 def create_app(service: Service | None = None, *, config: ServiceConfig | None = None, db_url: str | None = None,
-               load_llm: bool = True) -> FastAPI:
+               load_llm: bool = True, on_ready: Callable[[Service], None] | None = None) -> FastAPI:
     """The API app. Without ``service`` it starts one from ``config`` and ``db_url`` when the server starts
-    (loading the LLM then too, unless ``load_llm`` is False)."""
+    (loading the LLM and the embedder then too, unless ``load_llm`` is False); ``on_ready`` is called once
+    the service can answer (the CLI prints the page's address then)."""
     state: dict[str, Service] = {}
 
     @asynccontextmanager
@@ -181,9 +182,12 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
             started = Service.start(config, Store(db_url))
             if load_llm:
                 started.load_llm()
+                started.wish_matcher()
             state["service"] = started
         log.info("service ready: %s, LLM %s, database %s", state["service"].data.name,
                  state["service"].llm_status, state["service"].store.safe_url)
+        if on_ready is not None:
+            on_ready(state["service"])
         yield
         if service is None:
             state["service"].store.close()

@@ -30,6 +30,7 @@ from recllm.chat import (
     LLMExtractor,
     Preferences,
     RuleExtractor,
+    WishMatcher,
 )
 from recllm.config import load_section
 from recllm.data.bundle import DataBundle
@@ -69,7 +70,8 @@ class PayloadTooLargeError(ServiceError):
 
 class ServiceConfig(pydantic.BaseModel):
     """The service's embedded defaults: MovieLens-100K, an EASE retriever, the default LLM for re-ranking
-    (likelihood), explanations and ratings. ``llm = "none"`` runs without a language model."""
+    (likelihood), explanations and ratings, and the default sentence embedder matching the chat's free-text
+    wishes to item descriptions. ``llm = "none"`` / ``embedder = "none"`` run without them."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     dataset: str = "movielens-100k"
@@ -82,6 +84,8 @@ class ServiceConfig(pydantic.BaseModel):
     chat_items: int = pydantic.Field(default=5, ge=1, le=20)
     chat_rerank: bool = True
     chat_llm_extraction: bool = True
+    embedder: str = "st"
+    wish_weight: float = pydantic.Field(default=1.0, ge=0.0, le=10.0)
     max_message_chars: int = pydantic.Field(default=2000, ge=10, le=100_000)
 
     @classmethod
@@ -133,9 +137,12 @@ class Service:
     popular: Recommender
     baseline: BiasedBaseline | None
     llm_error: str | None = None
+    embedder_error: str | None = None
     _stages: _LLMStages | None = None
+    _wishes: WishMatcher | None = None
     _llm: LLM | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _embed_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(cls, config: ServiceConfig | None = None, store: Store | None = None, *, data: DataBundle | None = None,
@@ -325,9 +332,28 @@ class Service:
             self.config.chat_llm_extraction else RuleExtractor(self.data.catalog)
         reranker = _Locked(stages.reranker, self._lock) if stages is not None and self.config.chat_rerank else None
         recommender = ChatRecommender(self.data, self.retriever, self.popular, reranker=reranker,
-                                      candidates=self.config.candidates)
+                                      candidates=self.config.candidates, wishes=self.wish_matcher(),
+                                      wish_weight=self.config.wish_weight)
         recommender.analyzer = self.analyzer  # share the co-watching matrix
         return ChatAgent(recommender, _Locked(extractor, self._lock), k=self.config.chat_items), note
+
+    def wish_matcher(self) -> WishMatcher | None:
+        """The embedder's item matcher for free-text wishes, built once (a few seconds on MovieLens-100K);
+        None when disabled or when the embedder failed to load (the chat then ignores wishes)."""
+        if self.config.embedder == "none" or self.embedder_error:
+            return None
+        with self._embed_lock:
+            if self._wishes is None:
+                from recllm.llm import create_embedder
+
+                try:
+                    embedder = create_embedder(self.config.embedder)
+                    self._wishes = WishMatcher(embedder, self.data.catalog, self.data.dataset.item_vocab.ids)
+                except (RecllmError, OSError) as exc:
+                    self.embedder_error = str(exc)
+                    log.warning("embedder unavailable, free-text wishes are ignored: %s", exc)
+                    return None
+        return self._wishes
 
     # ---- LLM stages ----------------------------------------------------------------------------------
     @property

@@ -107,6 +107,13 @@ class TitleScanner:
         text = fold(text)
         return [genre for genre, pattern in self._genres.items() if pattern.search(text)]
 
+    def without_genres(self, text: str) -> str:
+        """``text`` (folded) with every genre mention blanked out."""
+        text = fold(text)
+        for pattern in self._genres.values():
+            text = pattern.sub(" ", text)
+        return text
+
     @staticmethod
     def years(text: str) -> list[tuple[int, bool]]:
         """Years (and decades, flagged True: "1980s") written in ``text``."""
