@@ -24,6 +24,7 @@ from torch.nn import functional
 
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
+from recllm.models import ptum
 from recllm.models.base import Recommender, register
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 
@@ -149,21 +150,30 @@ class _SASRecNet(nn.Module):
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, *, masked: torch.Tensor | None = None,
+                mask_vector: torch.Tensor | None = None, causal: bool = True) -> torch.Tensor:
         """Hidden states (B, T, H) of left-padded token sequences (B, T), T <= max_len.
 
         Positions count from the right, so the newest item always has the same position embedding
         however long the batch is padded. A query attends to non-padding keys at or before it and to
-        itself, so an all-padding row never has an empty attention set (no NaN).
+        itself, so an all-padding row never has an empty attention set (no NaN). Pre-training (see
+        ``recllm.models.ptum``) replaces the embeddings at ``masked`` positions by ``mask_vector`` and may
+        let every position see the whole sequence (``causal=False``).
         """
         length = tokens.shape[1]
         real = tokens != PAD
         positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)
-        x = self.item_emb(tokens) * math.sqrt(self.hidden) + self.pos_emb(positions)[None]
+        items = self.item_emb(tokens)
+        if masked is not None and mask_vector is not None:
+            items = torch.where(masked[..., None], mask_vector.to(items.dtype), items)
+        x = items * math.sqrt(self.hidden) + self.pos_emb(positions)[None]
         x = self.emb_drop(x) * real[..., None]
-        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         eye = torch.eye(length, dtype=torch.bool, device=tokens.device)
-        allowed = ((causal[None] & real[:, None, :]) | eye[None])[:, None]
+        if causal:
+            lower = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
+            allowed = ((lower[None] & real[:, None, :]) | eye[None])[:, None]
+        else:
+            allowed = (real[:, None, :] | eye[None])[:, None]
         for block in self.blocks:
             x = block(x, allowed) * real[..., None]
         return self.final_norm(x)
@@ -178,7 +188,10 @@ class SASRec(Recommender):
     """Self-attentive sequential recommender with full cross-entropy (or sampled softmax) training.
 
     Scores the next item from the newest position of a history, so it serves ad-hoc histories and
-    known users alike. Early stopping on NDCG@10 over ``valid`` keeps the best weights.
+    known users alike. Early stopping on NDCG@10 over ``valid`` keeps the best weights. ``pretrain``
+    (``mbp``, ``nbp`` or ``both``) first runs ``pretrain_epochs`` of PTUM self-supervised pre-training
+    (``recllm.models.ptum``: ``mask_share`` of the items masked, the next ``next_k`` items predicted) at
+    ``pretrain_lr`` (default ``lr``).
     """
 
     name = "sasrec"
@@ -201,6 +214,11 @@ class SASRec(Recommender):
         seed: int = 0,
         device: str = "auto",
         num_threads: int = 0,
+        pretrain: Literal["none", "mbp", "nbp", "both"] = "none",
+        pretrain_epochs: int = 10,
+        mask_share: float = 0.2,
+        next_k: int = 3,
+        pretrain_lr: float | None = None,
     ) -> None:
         super().__init__()
         if hidden % n_heads:
@@ -215,6 +233,13 @@ class SASRec(Recommender):
             raise ConfigError(f"sasrec: dropout must be in [0, 1), got {dropout}")
         if loss not in ("ce", "sampled"):
             raise ConfigError(f"sasrec: loss must be 'ce' or 'sampled', got '{loss}'")
+        if pretrain not in ("none", "mbp", "nbp", "both"):
+            raise ConfigError(f"sasrec: pretrain must be none, mbp, nbp or both, got '{pretrain}'")
+        if pretrain != "none" and (pretrain_epochs < 1 or next_k < 1):
+            raise ConfigError(f"sasrec: pretrain_epochs and next_k must be at least 1, got {pretrain_epochs} "
+                              f"and {next_k}")
+        if not 0.0 < mask_share < 1.0:
+            raise ConfigError(f"sasrec: mask_share must be in (0, 1), got {mask_share}")
         self.max_len = max_len
         self.hidden = hidden
         self.n_blocks = n_blocks
@@ -231,8 +256,14 @@ class SASRec(Recommender):
         self.seed = seed
         self.device = device
         self.num_threads = num_threads
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
+        self.mask_share = mask_share
+        self.next_k = next_k
+        self.pretrain_lr = pretrain_lr
         self.net: _SASRecNet | None = None
         self.history_: list[dict[str, Any]] = []
+        self.pretrain_history_: list[dict[str, Any]] = []
         self.best_epoch_: int | None = None
 
     # ---- helpers ----------------------------------------------------------------------------------
@@ -293,6 +324,9 @@ class SASRec(Recommender):
         lengths = np.fromiter((min(len(s), self.max_len + 1) for s in sequences), dtype=np.int64,
                               count=len(sequences))
         valid_task = self._valid_task(dataset, valid) if valid is not None else None
+        self.pretrain_history_ = []
+        if self.pretrain != "none":
+            self._pretrain(padded, lengths, rng, sampler, device)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.98),
                                      weight_decay=self.weight_decay)
         self.history_ = []
@@ -341,6 +375,31 @@ class SASRec(Recommender):
             net.load_state_dict(best_state)
             log.info("sasrec: restored weights of epoch %s (valid NDCG@10 %.4f)", self.best_epoch_,
                      best_ndcg)
+
+    def _pretrain(self, padded: torch.Tensor, lengths: np.ndarray, rng: np.random.Generator,
+                  sampler: torch.Generator, device: torch.device) -> None:
+        """PTUM pre-training (``recllm.models.ptum``) of the encoder on the same sequences, before next-item
+        training; one batch order per epoch drawn from the training ``rng``."""
+        assert self.net is not None
+        net = self.net
+        chunk = _CE_CHUNK.get(device.type, 4096)
+
+        def batches() -> Iterator[torch.Tensor]:
+            for rows in self._batches(lengths, rng):
+                width = int(lengths[rows].max())
+                yield padded[torch.from_numpy(rows), padded.shape[1] - width:].to(device)
+
+        def cross_entropy(states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return _ChunkedCrossEntropy.apply(states, net.item_weights(), targets - 1, chunk)
+
+        tasks = ptum.PTUM_TASKS if self.pretrain == "both" else (self.pretrain,)
+        log.info("sasrec: PTUM pre-training (%s) for %d epochs", "+".join(tasks), self.pretrain_epochs)
+        with _progress(self.pretrain_epochs) as advance:
+            self.pretrain_history_ = ptum.pretrain(
+                net, batches, tasks=tasks, epochs=self.pretrain_epochs, lr=self.pretrain_lr or self.lr,
+                mask_share=self.mask_share,
+                next_k=self.next_k, hidden=self.hidden, max_len=self.max_len, generator=sampler,
+                cross_entropy=cross_entropy, on_epoch=advance)
 
     def _batches(self, lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         """One epoch's batches of sequence rows, in a random order drawn from ``rng``.
