@@ -406,8 +406,10 @@ def serve(
         console.print(f"[bold green]recllm is ready:[/] open http://{shown}:{port}/ in a browser "
                       f"(API docs at http://{shown}:{port}/docs; LLM {service.llm_status}; Ctrl-C stops)")
 
+    # keep idle connections 30 s (uvicorn's default is 5): under load a client reusing a pooled connection
+    # that the server has just closed gets a reset instead of an answer
     uvicorn.run(create_app(config=settings, db_url=db, on_ready=ready), host=host, port=port,
-                log_level="info" if verbose else "warning")
+                log_level="info" if verbose else "warning", timeout_keep_alive=30)
 
 
 def main() -> None:
