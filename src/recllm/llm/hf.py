@@ -17,6 +17,7 @@ import copy
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -76,8 +77,26 @@ def quiet_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def merge_adapter(model: Any, adapter: str | Path) -> Any:
+    """``model`` with the LoRA adapter in folder ``adapter`` applied and merged into its weights (peft), so the
+    tuned model runs exactly like a plain one: no adapter layers left, same speed."""
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            tuned = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"could not apply the LoRA adapter in {adapter}: {exc}") from exc
+    merged = tuned.merge_and_unload()
+    log.info("applied and merged LoRA adapter %s", adapter)
+    return merged
+
+
 class HFBackend(LLM):
-    """A transformers causal LM; ``model`` is None (the pinned default), a folder, a ``.gguf`` file or a hub id.
+    """A transformers causal LM; ``model`` is None (the pinned default), a folder, a ``.gguf`` file or a hub id,
+    or a folder of a LoRA adapter trained by ``recllm.train.lora`` (its base model loads, then the adapter is
+    merged in; ``adapters`` lists the adapter folders applied).
 
     ``score_batch_size`` continuations are scored per forward pass, ``generate_batch_size`` greedy requests
     decoded together. ``num_threads`` sets torch's (process-wide) CPU thread count when given.
@@ -117,6 +136,9 @@ class HFBackend(LLM):
                     resolved.source, dtype=self.dtype, local_files_only=resolved.local)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"could not load LLM '{resolved.source}' with transformers: {exc}") from exc
+        for adapter in resolved.adapters:
+            loaded = merge_adapter(loaded, adapter)
+        self.adapters = resolved.adapters
         # Any: transformers' generic model types make mypy reject .to() and .generate() on it
         self.model: Any = cast(Any, loaded)
         self.model.to(self.device).eval()
@@ -165,6 +187,13 @@ class HFBackend(LLM):
         bos = self.tokenizer.bos_token
         add = not (bos and text.startswith(bos))
         return list(self.tokenizer(text, add_special_tokens=add)["input_ids"])
+
+    def encode_pair(self, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of ``prompt`` and of ``continuation`` after it, split at the boundary exactly as scoring
+        splits them (trailing prompt spaces move into the continuation); training uses this so that tuned
+        answers are the very tokens ``logprobs`` and ``next_token_logprobs`` later read."""
+        prompt_ids, spaces = self._split_boundary(prompt)
+        return prompt_ids, self._encode_piece(spaces + continuation) if (spaces + continuation) else []
 
     def _encode_piece(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

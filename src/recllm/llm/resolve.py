@@ -52,17 +52,25 @@ CHATML_TEMPLATE = (
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 MARKER = "recllm-model.json"
+TRAIN_MARKER = "recllm-train.json"
+"""Written by ``recllm.train.lora`` beside a LoRA adapter; names the base model the adapter applies to."""
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 DEFAULT_SPECS = ("", "default", "smollm2", "smollm2-135m")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """Where to load a model from: a local folder (``local``) or a hub id, and the name to report."""
+    """Where to load a model from: a local folder (``local``) or a hub id, and the name to report.
+
+    ``adapters`` are LoRA adapter folders to apply (and merge) in order after loading ``source``: a folder
+    written by ``recllm.train.lora`` resolves to its base model plus itself.
+    """
 
     source: str
     name: str
     local: bool
+    adapters: tuple[str, ...] = ()
 
 
 def models_dir() -> Path:
@@ -70,8 +78,10 @@ def models_dir() -> Path:
     return recllm_home() / "models"
 
 
-def resolve_llm(spec: str | Path | None = None) -> ResolvedModel:
-    """The default model (converted on first use), a ``.gguf`` file (converted once), a folder, or a hub id."""
+def resolve_llm(spec: str | Path | None = None, *, depth: int = 0) -> ResolvedModel:
+    """The default model (converted on first use), a ``.gguf`` file (converted once), a folder, a hub id, or a
+    folder of a LoRA adapter trained by recllm (``recllm-train.json`` inside: its base model plus the adapter).
+    ``depth`` counts nested adapters (internal)."""
     if spec is None or str(spec).strip().lower() in DEFAULT_SPECS:
         return ResolvedModel(str(default_llm_dir()), DEFAULT_LLM_NAME, local=True)
     path = Path(str(spec)).expanduser()
@@ -79,7 +89,33 @@ def resolve_llm(spec: str | Path | None = None) -> ResolvedModel:
         digest = sha256_of(path)
         out = models_dir() / f"gguf-{path.stem}-{digest[:16]}"
         return ResolvedModel(str(ensure_converted(path, out, sha256=digest, origin=str(path))), path.stem, local=True)
+    if path.is_dir() and (path / TRAIN_MARKER).exists():
+        return _tuned(path, depth)
     return _folder_or_hub(spec, path, kind="LLM")
+
+
+def _tuned(path: Path, depth: int) -> ResolvedModel:
+    """A folder of a LoRA adapter trained by recllm: its base model (resolved in turn), then the adapter.
+
+    The name carries a digest of the adapter's weights, so response caches never mix the tuned model with
+    its base or with an earlier training run in the same folder.
+    """
+    marker = path / TRAIN_MARKER
+    if depth >= 4:
+        raise ConfigError(f"{marker}: base models nest more than 4 adapters deep (a loop of base_model?)")
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{marker}: unreadable training record ({exc})") from None
+    weights = path / ADAPTER_WEIGHTS
+    if not isinstance(record, dict) or "base_model" not in record:
+        raise ConfigError(f"{marker}: field 'base_model' is missing")
+    if not weights.exists() or not (path / "adapter_config.json").exists():
+        raise ConfigError(f"{path}: {TRAIN_MARKER} but no finished adapter ({ADAPTER_WEIGHTS} and "
+                          f"adapter_config.json); did training stop early? Resume it to finish")
+    base = resolve_llm(record["base_model"], depth=depth + 1)
+    name = f"{base.name}+lora-{sha256_of(weights)[:12]}"
+    return ResolvedModel(base.source, name, base.local, (*base.adapters, str(path.resolve())))
 
 
 def resolve_embedder(spec: str | Path | None = None) -> ResolvedModel:
