@@ -9,9 +9,11 @@ from recllm.models.base import MODEL_REGISTRY, Recommender
 
 
 def _ensure_loaded() -> None:
-    # SASRec imports torch; load it only when someone asks for it or lists models
+    # SASRec and TIGER import torch; load them only when someone asks for them or lists models
     if "sasrec" not in MODEL_REGISTRY:
-        import recllm.models.sasrec  # noqa: F401
+        import recllm.models.sasrec
+    if "tiger" not in MODEL_REGISTRY:
+        import recllm.train.tiger  # noqa: F401
 
 
 def model_names() -> list[str]:
