@@ -416,5 +416,10 @@ def main() -> None:
     app()
 
 
+from recllm.cli_train import train_app  # noqa: E402  (it imports the helpers above)
+
+app.add_typer(train_app, name="train")
+
+
 if __name__ == "__main__":
     main()

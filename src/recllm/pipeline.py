@@ -90,16 +90,20 @@ class Pipeline:
                     llms[spec] = create_llm(spec)
                 return llms[spec]
 
+            from recllm.train.instructions import catalog_for_llm  # tuned with item ids: prompts use those ids
+
             if config.reranker is not None:
                 from recllm.rerank import create_reranker
 
                 n_candidates = config.reranker.candidates
-                reranker = create_reranker(config.reranker.name, llm_for(config.reranker.llm), data.catalog,
+                reranker = create_reranker(config.reranker.name, llm_for(config.reranker.llm),
+                                           catalog_for_llm(config.reranker.llm, data.catalog),
                                            **config.reranker.options)
             if config.explain:
                 from recllm.tasks import Explainer
 
-                explainer = Explainer(llm_for(config.explainer_llm), data.catalog)
+                explainer = Explainer(llm_for(config.explainer_llm),
+                                      catalog_for_llm(config.explainer_llm, data.catalog))
         return cls(retriever, data, reranker=reranker, explainer=explainer, n_candidates=n_candidates)
 
     def fit(self, dataset: Dataset | None = None, valid: Dataset | None = None) -> Pipeline:

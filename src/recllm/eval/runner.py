@@ -188,12 +188,14 @@ def _build_rerankers(names: Sequence[str], llm: LLM | str, bundle: DataBundle, p
     """(row label, re-ranker, its options) per name; one LLM shared by all."""
     from recllm.llm import create_llm
     from recllm.rerank import PermutationAggregator, create_reranker
+    from recllm.train.instructions import catalog_for_llm
 
     model = create_llm(llm) if isinstance(llm, str) else llm
+    catalog = catalog_for_llm(llm, bundle.catalog) if isinstance(llm, str) else bundle.catalog
     built = []
     for name in names:
         options = dict(params.get(name, {}))
-        reranker: Reranker = create_reranker(name, model, bundle.catalog, **options)
+        reranker: Reranker = create_reranker(name, model, catalog, **options)
         if permutations > 1:
             reranker = PermutationAggregator(reranker, permutations, seed=seed)
             options["permutations"] = permutations
