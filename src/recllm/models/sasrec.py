@@ -11,14 +11,12 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.nn import functional
 
@@ -26,6 +24,7 @@ from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.models import ptum
 from recllm.models.base import Recommender, register
+from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 
 log = logging.getLogger(__name__)
@@ -79,22 +78,6 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             torch.mm(probs, weights, out=grad_states[begin:begin + ctx.chunk])
             grad_weights.addmm_(probs.T, part)
         return grad_states.mul_(scale), grad_weights.mul_(scale), None, None
-
-
-@contextmanager
-def _progress(total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar over epochs on an interactive stderr; silent otherwise (tests, logs)."""
-    console = Console(stderr=True)
-    progress = Progress(TextColumn("sasrec"), BarColumn(), TextColumn("{task.description}"),
-                        TimeElapsedColumn(), console=console, transient=True,
-                        disable=not console.is_terminal)
-    task = progress.add_task("", total=total)
-
-    def advance(description: str) -> None:
-        progress.update(task, advance=1, description=description)
-
-    with progress:
-        yield advance
 
 
 class _Block(nn.Module):
@@ -336,7 +319,7 @@ class SASRec(Recommender):
         stale = 0
         log.info("sasrec: training on %d sequences, %d items, device %s", len(sequences),
                  dataset.n_items, device)
-        with _progress(self.epochs) as advance:
+        with training_progress("sasrec", self.epochs) as advance:
             for epoch in range(1, self.epochs + 1):
                 start = time.perf_counter()
                 net.train()
@@ -394,7 +377,7 @@ class SASRec(Recommender):
 
         tasks = ptum.PTUM_TASKS if self.pretrain == "both" else (self.pretrain,)
         log.info("sasrec: PTUM pre-training (%s) for %d epochs", "+".join(tasks), self.pretrain_epochs)
-        with _progress(self.pretrain_epochs) as advance:
+        with training_progress("ptum", self.pretrain_epochs) as advance:
             self.pretrain_history_ = ptum.pretrain(
                 net, batches, tasks=tasks, epochs=self.pretrain_epochs, lr=self.pretrain_lr or self.lr,
                 mask_share=self.mask_share,

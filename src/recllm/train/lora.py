@@ -27,7 +27,7 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,13 +36,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
 from recllm.config import build
 from recllm.errors import ConfigError
 from recllm.llm.resolve import ADAPTER_WEIGHTS, DEFAULT_SPECS, TRAIN_MARKER
+from recllm.progress import training_progress
 from recllm.train.instructions import NAMES_FILE, Example, InstructionSet, tuned_catalog
 
 __all__ = ["LoraTrainConfig", "StepRecord", "TrainResult", "train_lora", "tuned_catalog"]
@@ -195,23 +194,6 @@ class _State:
     evals: list[EvalRecord] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-# ---- progress -------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _progress(total: int, done: int, enabled: bool) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar over optimizer steps on an interactive stderr; silent otherwise (tests, logs)."""
-    console = Console(stderr=True)
-    progress = Progress(TextColumn("lora"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True,
-                        disable=not (enabled and console.is_terminal))
-    with progress:
-        task = progress.add_task("", total=total, completed=done)
-
-        def advance(description: str) -> None:
-            progress.update(task, advance=1, description=description)
-
-        yield advance
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
@@ -501,7 +483,7 @@ def train_lora(
     if state.step == 0:
         evaluate(0)
     peft_model.train()
-    with _progress(total, state.step, progress) as advance:
+    with training_progress("lora", total, done=state.step, enabled=progress, show_count=True) as advance:
         while state.step < total:
             epoch = state.step // steps_per_epoch  # 0-based
             # the data order depends only on (seed, epoch): a resumed run sees the same batches

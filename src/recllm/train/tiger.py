@@ -26,21 +26,20 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.nn import functional
 
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError, DataError
 from recllm.models.base import Recommender, register
+from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.train.semantic_ids import SemanticIds, build_semantic_ids
 from recllm.train.trie import CodeTrie, constrained_beam_search
@@ -56,22 +55,6 @@ _FIRST_CODE = 3
 NOT_GENERATED = -1.0e9
 """Score of every item the beam search did not produce: all tie at the bottom of the ranking."""
 _SCORE_BATCH = 128
-
-
-@contextmanager
-def _progress(total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar over epochs on an interactive stderr; silent otherwise (tests, logs)."""
-    console = Console(stderr=True)
-    progress = Progress(TextColumn("tiger"), BarColumn(), TextColumn("{task.description}"),
-                        TimeElapsedColumn(), console=console, transient=True,
-                        disable=not console.is_terminal)
-    with progress:
-        task = progress.add_task("", total=total)
-
-        def advance(description: str) -> None:
-            progress.update(task, advance=1, description=description)
-
-        yield advance
 
 
 class _TigerNet(nn.Module):
@@ -345,7 +328,7 @@ class TIGER(Recommender):
         best_ndcg, best_state, stale = -math.inf, None, 0
         log.info("tiger: training on %d targets from %d users, %d items (%s), device %s", len(targets),
                  dataset.n_users, dataset.n_items, "x".join(map(str, self.semantic_ids_.level_sizes)), device)
-        with _progress(self.epochs) as advance:
+        with training_progress("tiger", self.epochs) as advance:
             for epoch in range(1, self.epochs + 1):
                 start = time.perf_counter()
                 net.train()
