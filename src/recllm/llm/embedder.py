@@ -10,8 +10,9 @@ import numpy as np
 
 from recllm.errors import ConfigError
 from recllm.llm.base import Embedder
-from recllm.llm.hf import pick_device, quiet_progress_bars
+from recllm.llm.hf import quiet_progress_bars
 from recllm.llm.resolve import resolve_embedder
+from recllm.torch_runtime import pick_device
 
 log = logging.getLogger(__name__)
 

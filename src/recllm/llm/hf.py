@@ -36,20 +36,11 @@ from recllm.llm.base import (
     _check_texts,
 )
 from recllm.llm.resolve import CHATML_TEMPLATE, ResolvedModel, resolve_llm
+from recllm.torch_runtime import pick_device
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def pick_device(device: str) -> torch.device:
-    """``"auto"``: the first CUDA GPU if there is one, else the CPU; otherwise the named torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown torch device '{device}'") from exc
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

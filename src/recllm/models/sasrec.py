@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ from recllm.models import ptum
 from recllm.models.base import Recommender, register
 from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
+from recllm.torch_runtime import loadable_device, pick_device, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -251,24 +252,15 @@ class SASRec(Recommender):
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return pick_device(self.device)
 
     def _build(self, n_items: int) -> _SASRecNet:
         net = _SASRecNet(n_items, self.max_len, self.hidden, self.n_blocks, self.n_heads, self.dropout)
         return net.to(self._torch_device())
 
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
+    def _threads(self) -> AbstractContextManager[None]:
         """Run with ``num_threads`` torch threads (0 keeps torch's default), restoring it after."""
-        before = torch.get_num_threads()
-        if self.num_threads > 0:
-            torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        return torch_threads(self.num_threads)
 
     def _pad(self, histories: Sequence[np.ndarray], length: int) -> np.ndarray:
         """Left-padded token matrix (len(histories), max(1, longest)) of the last ``length`` items."""
@@ -477,10 +469,7 @@ class SASRec(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         assert self.item_vocab is not None
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            # weights are saved as plain float arrays: a model trained on a GPU serves on a CPU machine
-            log.info("sasrec: saved with device %r, loading on cpu (no CUDA here)", self.device)
-            self.device = "cpu"
+        self.device = loadable_device(self.device, "sasrec")
         self.net = self._build(len(self.item_vocab))
         state = {name.removeprefix("net."): torch.tensor(np.array(value)) for name, value in arrays.items()}
         self.net.load_state_dict(state)

@@ -42,6 +42,7 @@ from recllm.config import build
 from recllm.errors import ConfigError
 from recllm.llm.resolve import ADAPTER_WEIGHTS, DEFAULT_SPECS, TRAIN_MARKER
 from recllm.progress import training_progress
+from recllm.torch_runtime import pick_device, torch_threads
 from recllm.train.instructions import NAMES_FILE, Example, InstructionSet, tuned_catalog
 
 __all__ = ["LoraTrainConfig", "StepRecord", "TrainResult", "train_lora", "tuned_catalog"]
@@ -409,22 +410,27 @@ def train_lora(
     - ``save_every`` steps a checkpoint (the newest ``keep_checkpoints`` kept); ``resume=True`` continues from
       the newest; ``overwrite=True`` replaces an earlier run in ``out_dir``.
     - ``device`` (auto: a GPU when there is one), ``precision`` (auto: bf16/fp16 autocast on a GPU, fp32 on
-      a CPU), ``num_threads`` (torch CPU threads).
+      a CPU), ``num_threads`` (torch CPU threads while training; restored after).
 
     ``callback`` gets every step's record (after its checkpoint, if any). Returns the loss history.
     """
-    from recllm.llm.hf import HFBackend, pick_device
-
     cfg = _config(config, options)
-    out = Path(out_dir)
+    with torch_threads(cfg.num_threads):
+        return _train(examples, Path(out_dir), model, cfg, resume, overwrite, progress, callback)
+
+
+def _train(examples: InstructionSet | Sequence[Example], out: Path, model: str | Path | None, cfg: LoraTrainConfig,
+           resume: bool, overwrite: bool, progress: bool, callback: Callable[[StepRecord], None] | None,
+           ) -> TrainResult:
+    """The body of ``train_lora``, run under its thread setting."""
+    from recllm.llm.hf import HFBackend
+
     device = pick_device(cfg.device)
     autocast_dtype = _precision(cfg.precision, device)
     items = list(examples)
     if not items:
         raise ConfigError("no examples to train on")
     _check_out_dir(out, resume, overwrite)
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
     start = time.perf_counter()
     backend = HFBackend(model, device=str(device), dtype="float32")
     batch_size = cfg.batch_size or (32 if device.type == "cuda" else 8)

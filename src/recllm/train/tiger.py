@@ -26,8 +26,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -41,6 +41,7 @@ from recllm.errors import ConfigError, DataError
 from recllm.models.base import Recommender, register
 from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
+from recllm.torch_runtime import loadable_device, pick_device, torch_threads
 from recllm.train.semantic_ids import SemanticIds, build_semantic_ids
 from recllm.train.trie import CodeTrie, constrained_beam_search
 
@@ -249,24 +250,16 @@ class TIGER(Recommender):
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return pick_device(self.device)
 
     def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.amp and device.type == "cuda":
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        before = torch.get_num_threads()
-        if self.num_threads > 0:
-            torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+    def _threads(self) -> AbstractContextManager[None]:
+        """Run with ``num_threads`` torch threads (0 keeps torch's default), restoring it after."""
+        return torch_threads(self.num_threads)
 
     def _build(self, level_sizes: Sequence[int]) -> _TigerNet:
         net = _TigerNet(level_sizes, self.max_items, self.hidden, self.n_layers, self.n_heads, self.ff_dim,
@@ -444,9 +437,7 @@ class TIGER(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         assert self.item_vocab is not None
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            log.info("tiger: saved with device %r, loading on cpu (no CUDA here)", self.device)
-            self.device = "cpu"
+        self.device = loadable_device(self.device, "tiger")
         codebook_size = int(arrays.pop("ids.codebook_size")[0])
         self._set_ids(SemanticIds(tuple(self.item_vocab.ids), arrays.pop("ids.codes"), codebook_size,
                                   self.ids_method))
