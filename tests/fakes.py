@@ -1,10 +1,34 @@
-"""Test doubles shared by several test folders: well-known movies for small catalogs, a scripted model."""
+"""Test doubles shared by several test folders: well-known movies for small catalogs, a scripted model, a cyclic
+sequence dataset."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+from recllm.data.dataset import Dataset
+from recllm.data.vocabulary import Vocabulary
 from recllm.llm import LLM, Completion, GenerationRequest
+
+CYCLE = 20
+"""Items in the cyclic dataset: item index k is "i{k}", always followed by "i{k+1 mod CYCLE}"."""
+
+
+def cyclic_dataset(n_users: int, length: int = 10, seed: int = 0, shuffle: bool = False) -> Dataset:
+    """Each user walks i, i+1, i+2, ... (mod CYCLE) from a seeded random start: a sequence any working
+    sequential model learns exactly. ``shuffle`` puts the rows in random file order (time still orders them)."""
+    rng = np.random.default_rng(seed)
+    users, items, stamps = [], [], []
+    for u in range(n_users):
+        start = int(rng.integers(CYCLE))
+        for step in range(length):
+            users.append(f"u{u}")
+            items.append(f"i{(start + step) % CYCLE}")
+            stamps.append(1000 * u + step)
+    order = rng.permutation(len(users)) if shuffle else np.arange(len(users))
+    return Dataset.from_ids(np.array(users)[order], np.array(items)[order], timestamps=np.array(stamps)[order],
+                            name="cyclic", item_vocab=Vocabulary([f"i{k}" for k in range(CYCLE)], kind="item"))
 
 MOVIES = [
     ("sw", "Star Wars", 1977, "Action|Adventure|Sci-Fi"),

@@ -8,33 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fakes
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.models.base import MODEL_REGISTRY, Recommender
 from recllm.models.sasrec import SASRec
 
-N_ITEMS = 20
+N_ITEMS = fakes.CYCLE
 SMALL = {"max_len": 12, "hidden": 32, "n_blocks": 1, "dropout": 0.1, "lr": 5e-3, "batch_size": 32,
          "epochs": 15, "num_threads": 1}
 
 
 def cyclic_dataset(n_users: int = 120, length: int = 10, seed: int = 0) -> Dataset:
-    """Each user walks i, i+1, i+2, ... (mod N_ITEMS) from a random start; file order is shuffled."""
-    rng = np.random.default_rng(seed)
-    users, items, stamps = [], [], []
-    for u in range(n_users):
-        start = int(rng.integers(N_ITEMS))
-        for step in range(length):
-            users.append(f"u{u}")
-            items.append(f"i{(start + step) % N_ITEMS}")
-            stamps.append(1000 * u + step)
-    order = rng.permutation(len(users))
-    # fix the item vocabulary order so item index k is "i{k}"
-    from recllm.data.vocabulary import Vocabulary
-
-    return Dataset.from_ids(np.array(users)[order], np.array(items)[order],
-                            timestamps=np.array(stamps)[order],
-                            item_vocab=Vocabulary([f"i{k}" for k in range(N_ITEMS)], kind="item"))
+    return fakes.cyclic_dataset(n_users, length, seed, shuffle=True)
 
 
 @pytest.fixture(scope="module")

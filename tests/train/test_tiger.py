@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+import fakes
 from recllm.data import Item, ItemCatalog
 from recllm.data.dataset import Dataset
-from recllm.data.vocabulary import Vocabulary
 from recllm.errors import ConfigError
 from recllm.models.base import MODEL_REGISTRY, Recommender
 from recllm.train.semantic_ids import SemanticIds, build_semantic_ids
@@ -99,23 +99,13 @@ def test_beam_search_pads_when_fewer_items_exist_and_skips_excluded_subtrees() -
 
 
 # ---- TIGER ------------------------------------------------------------------------------------------------
-N_ITEMS = 20
+N_ITEMS = fakes.CYCLE
 SMALL = {"hidden": 32, "n_layers": 1, "n_heads": 2, "ff_dim": 64, "dropout": 0.0, "lr": 5e-3, "batch_size": 64,
          "epochs": 10, "beam_size": 5, "max_items": 5, "num_threads": 1}
 
 
 def cyclic_dataset(n_users: int = 60, length: int = 10, seed: int = 0) -> Dataset:
-    """Each user walks i, i+1, i+2, ... (mod N_ITEMS) from a random start; item index k is "i{k}"."""
-    rng = np.random.default_rng(seed)
-    users, items, stamps = [], [], []
-    for u in range(n_users):
-        start = int(rng.integers(N_ITEMS))
-        for step in range(length):
-            users.append(f"u{u}")
-            items.append(f"i{(start + step) % N_ITEMS}")
-            stamps.append(step)
-    return Dataset.from_ids(users, items, timestamps=np.array(stamps), name="cyclic",
-                            item_vocab=Vocabulary([f"i{k}" for k in range(N_ITEMS)], kind="item"))
+    return fakes.cyclic_dataset(n_users, length, seed)
 
 
 def semantic_ids() -> SemanticIds:
