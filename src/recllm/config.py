@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from recllm.errors import ConfigError
+from recllm.errors import ConfigError, RecllmError
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -25,6 +26,26 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+
+
+def load_json_record(path: Path, *, version: int | None = None, what: str = "record",
+                     error: type[RecllmError] = ConfigError) -> dict[str, Any]:
+    """A JSON object that recllm wrote (a saved model's config, a training record): a missing or unreadable file,
+    bad JSON, a non-object or another ``format_version`` is an ``error`` naming the file and what it should be."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: no {what} (file not found)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: unreadable {what} ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON in the {what} ({exc})") from None
+    if not isinstance(record, dict):
+        raise error(f"{path}: the {what} should be a JSON object, found {type(record).__name__}")
+    if version is not None and record.get("format_version") != version:
+        raise error(f"{path}: unsupported format_version {record.get('format_version')!r} of the {what} "
+                    f"(this recllm reads {version})")
+    return record
 
 
 def load_section(model: type[M], path: str | Path, section: str) -> M:

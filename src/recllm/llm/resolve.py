@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recllm.config import load_json_record
 from recllm.data.artifacts import PinnedFile, PinnedPackage, fetch, recllm_home, sha256_of
 from recllm.errors import ArtifactError, ConfigError
 
@@ -103,12 +104,9 @@ def _tuned(path: Path, depth: int) -> ResolvedModel:
     marker = path / TRAIN_MARKER
     if depth >= 4:
         raise ConfigError(f"{marker}: base models nest more than 4 adapters deep (a loop of base_model?)")
-    try:
-        record = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{marker}: unreadable training record ({exc})") from None
+    record = load_json_record(marker, what="training record")
     weights = path / ADAPTER_WEIGHTS
-    if not isinstance(record, dict) or "base_model" not in record:
+    if "base_model" not in record:
         raise ConfigError(f"{marker}: field 'base_model' is missing")
     if not weights.exists() or not (path / "adapter_config.json").exists():
         raise ConfigError(f"{path}: {TRAIN_MARKER} but no finished adapter ({ADAPTER_WEIGHTS} and "

@@ -18,7 +18,7 @@ import pydantic
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
-from recllm.config import build, signature_model
+from recllm.config import build, load_json_record, signature_model
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.vocabulary import Vocabulary
@@ -207,12 +207,7 @@ class Recommender(ABC):
         config_path = path / CONFIG_FILE
         if not config_path.exists():
             raise RecllmError(f"{path}: not a saved recllm model (no {CONFIG_FILE})")
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise RecllmError(f"{config_path}: invalid JSON ({exc})") from None
-        if config.get("format_version") != FORMAT_VERSION:
-            raise RecllmError(f"{config_path}: unsupported format_version {config.get('format_version')}")
+        config = load_json_record(config_path, version=FORMAT_VERSION, what="model config", error=RecllmError)
         if config.get("model") not in MODEL_REGISTRY:
             from recllm.models.registry import model_names
 

@@ -30,7 +30,6 @@ re-rankers at inference.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recllm.config import build
+from recllm.config import build, load_json_record
 from recllm.data.catalog import Item, ItemCatalog
 from recllm.data.dataset import Dataset
 from recllm.data.splits import Split
@@ -579,8 +578,8 @@ def tuned_catalog(out_dir: str | Path, catalog: ItemCatalog) -> ItemCatalog:
     names_path = out / NAMES_FILE
     if not names_path.exists():
         return catalog
-    record = json.loads(marker.read_text())
-    names = json.loads(names_path.read_text())
+    record = load_json_record(marker, what="training record")
+    names = load_json_record(names_path, what="item-name map")
     facts = bool(record.get("instructions", {}).get("config", {}).get("id_facts", False))
     return named_catalog(catalog, names, facts=facts)
 

@@ -38,7 +38,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
-from recllm.config import build
+from recllm.config import build, load_json_record
 from recllm.errors import ConfigError
 from recllm.llm.resolve import ADAPTER_WEIGHTS, DEFAULT_SPECS, TRAIN_MARKER
 from recllm.progress import training_progress
@@ -349,7 +349,7 @@ def _save_checkpoint(out: Path, model: Any, optimizer: torch.optim.Optimizer, sc
 
 def _load_checkpoint(path: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
                      meta: Mapping[str, Any]) -> _State:
-    record = json.loads((path / STATE_FILE).read_text())
+    record = load_json_record(path / STATE_FILE, what="checkpoint state")
     for key, value in meta.items():
         if record.get(key) != value:
             raise ConfigError(f"cannot resume from {path}: its '{key}' differs from this run's ({record.get(key)!r} "

@@ -24,6 +24,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
+from recllm.config import load_json_record
 from recllm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -445,12 +446,7 @@ class SemanticIds:
         meta_path = path / META_FILE
         if not meta_path.exists() or not (path / CODES_FILE).exists():
             raise ConfigError(f"{path}: no saved semantic ids ({META_FILE} and {CODES_FILE} expected)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{meta_path}: invalid JSON ({exc})") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(f"{meta_path}: unsupported format_version {meta.get('format_version')}")
+        meta = load_json_record(meta_path, version=FORMAT_VERSION, what="semantic-id record")
         codes = load_file(str(path / CODES_FILE))["codes"]
         return cls(tuple(meta["item_ids"]), codes, int(meta["codebook_size"]), str(meta.get("method", "rqkmeans")))
 
