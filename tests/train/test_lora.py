@@ -104,6 +104,17 @@ def test_resumed_run_ends_with_the_same_weights(run: TrainResult, tmp_path: Path
     assert all(torch.equal(mine[k], reference[k]) for k in mine)
 
 
+def test_gradient_checkpointing_trains_the_same_adapter(run: TrainResult, tmp_path: Path, one_thread: None) -> None:
+    """Recomputing activations in the backward pass (dropout masks replayed) changes memory, not the result."""
+    checkpointed = train_lora(_examples(), tmp_path / "checkpointed", gradient_checkpointing=True,
+                              **{**SETTINGS, "save_every": None})
+    np.testing.assert_allclose(checkpointed.losses, run.losses, rtol=1e-4)
+    mine = load_file(str(checkpointed.out_dir / "adapter_model.safetensors"))
+    reference = load_file(str(run.out_dir / "adapter_model.safetensors"))
+    assert mine.keys() == reference.keys()
+    assert all(torch.allclose(mine[k], reference[k], atol=1e-5) for k in mine)
+
+
 def test_resuming_with_other_settings_is_refused(run: TrainResult) -> None:
     with pytest.raises(ConfigError, match=r"cannot resume.*config"):
         train_lora(_examples(), run.out_dir, resume=True, **{**SETTINGS, "lr": 1e-3})

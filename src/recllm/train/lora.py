@@ -56,7 +56,7 @@ WEIGHTS_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 IGNORE = -100
 # options that do not change the result: they may differ between a run and its resumption
-_NEUTRAL = frozenset({"save_every", "keep_checkpoints", "log_every", "num_threads"})
+_NEUTRAL = frozenset({"save_every", "keep_checkpoints", "log_every", "num_threads", "gradient_checkpointing"})
 
 
 class LoraTrainConfig(BaseModel):
@@ -87,6 +87,7 @@ class LoraTrainConfig(BaseModel):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_threads: int | None = Field(default=None, ge=1)
+    gradient_checkpointing: bool = False
 
     def model_post_init(self, context: Any, /) -> None:
         modules = self.target_modules
@@ -411,6 +412,9 @@ def train_lora(
       the newest; ``overwrite=True`` replaces an earlier run in ``out_dir``.
     - ``device`` (auto: a GPU when there is one), ``precision`` (auto: bf16/fp16 autocast on a GPU, fp32 on
       a CPU), ``num_threads`` (torch CPU threads while training; restored after).
+    - ``gradient_checkpointing``: keep only each decoder layer's input and recompute the rest in the backward
+      pass: activation memory falls by about the layer count, a step costs roughly one more forward pass, and
+      the result is the same (dropout masks are replayed), so a run may be resumed with it on or off.
 
     ``callback`` gets every step's record (after its checkpoint, if any). Returns the loss history.
     """
@@ -590,6 +594,16 @@ def _encode(backend: Any, items: Sequence[Example], cfg: LoraTrainConfig) -> tup
 def _wrap(base: Any, cfg: LoraTrainConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    if cfg.gradient_checkpointing:
+        if not getattr(base, "supports_gradient_checkpointing", False):
+            raise ConfigError(f"{type(base).__name__} does not support gradient checkpointing; leave it off")
+        # non-reentrant: gradients reach the LoRA weights although the frozen embeddings need none
+        kwargs = {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # the name since transformers 5.x
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        base.config.use_cache = False
     torch.manual_seed(cfg.seed)  # the LoRA A matrices are initialised randomly
     modules: Any = cfg.target_modules if isinstance(cfg.target_modules, str) else list(cfg.target_modules)
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=modules,
