@@ -2,6 +2,7 @@
 training examples (MovieLens-100K ``rank`` prompts with 20 labelled candidates, 700-900 tokens each).
 
     .venv/bin/python benchmarks/lora_memory.py [--steps 3 --batch-size 8 --threads 1]
+    .venv/bin/python benchmarks/lora_memory.py --docs      # rewrite the docs section from the saved JSON
 
 Each setting runs in a fresh process, so its peak resident memory (``ru_maxrss``) is its own; both settings
 train on the same examples with the same seed. Writes benchmarks/results/lora-memory.json and the
@@ -58,7 +59,8 @@ def docs(data: dict[str, Any]) -> None:
              f"{data['threads']} thread(s); {data['steps']} optimizer steps of {data['batch_size']} MovieLens-100K "
              "`rank` prompts (20 labelled candidates, the verbalizer's training data), the same examples and seed "
              "in both runs, each in its own process. Peak memory is the process's maximum resident set size "
-             "(model, data set and tokenizer included).", "",
+             "(model, data set and tokenizer included). Step times are from a shared machine (another one-thread "
+             "benchmark ran beside both runs alike): read the ratio.", "",
              f"Command: `{data['command']}`", "",
              "| gradient checkpointing | peak RSS GiB | mean step s | input tokens per step | losses |",
              "|---|---:|---:|---:|---|"]
@@ -87,7 +89,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
+    parser.add_argument("--docs", action="store_true", help="only rewrite the docs section from the saved JSON")
     args = parser.parse_args()
+    if args.docs:
+        docs(json.loads((RESULTS / "lora-memory.json").read_text()))
+        return
     if args.one:
         print(json.dumps(measure(SETTINGS[args.one], args.steps, args.batch_size, args.threads)))
         return
