@@ -128,3 +128,13 @@ def test_recommend_with_rerank_and_explain(ml100k):
     assert proc.returncode == 0, proc.stderr
     records = json.loads(proc.stdout)
     assert len(records) == 3 and all(r["explanation"] and r["title"] for r in records)
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("evaluate", "[models.NAME] / [rerankers.NAME]"),
+    ("serve", "([service] table)"),
+])
+def test_help_shows_toml_table_names(command: str, shown: str):
+    """Square brackets in help texts are rich markup unless escaped; the table names must survive."""
+    proc = recllm(command, "--help")
+    assert proc.returncode == 0 and shown in " ".join(proc.stdout.replace("│", " ").split())

@@ -173,7 +173,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed for splits and sampled negatives.")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", "-p",
                                                     help="MODEL.KEY=VALUE hyper-parameter.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML with [models.NAME] / [rerankers.NAME] tables.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] / \\[rerankers.NAME] tables.")] = None,
     rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers (likelihood,verbalizer,listwise); "
                                         "with sampled-N or rerank-topN.")] = "",
     llm: Annotated[str, typer.Option(help="LLM for re-rankers: hf, hf:PATH or openai:URL.")] = "hf",
@@ -381,7 +381,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     db: Annotated[str | None, typer.Option(help="Database URL: sqlite:///FILE or postgresql://USER@HOST:PORT/DB "
                                            "(default: SQLite in $RECLLM_HOME).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML with the service settings ([service] table).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with the service settings (\\[service] table).")] = None,
     llm: Annotated[str | None, typer.Option(help="LLM spec overriding the config: hf, hf:PATH, openai:URL, "
                                             "or none.")] = None,
     verbose: VerboseOpt = False,

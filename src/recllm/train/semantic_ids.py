@@ -492,7 +492,9 @@ def build_semantic_ids(
             from recllm.llm.factory import create_embedder
 
             embedder = create_embedder(embedder or "st")
-        embeddings = embedder.embed(item_texts(catalog, ids))
+        from recllm.llm.embedding_store import embed_stored
+
+        embeddings = embed_stored(embedder, item_texts(catalog, ids))
     vectors = np.asarray(embeddings, dtype=np.float64)
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise ConfigError(f"semantic ids: embeddings must be (n_items={len(ids)}, dim), got {vectors.shape}")
