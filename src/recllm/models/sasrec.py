@@ -7,10 +7,8 @@ softmax option keeps the cost bounded on large catalogues. Output logits reuse t
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -24,6 +22,7 @@ from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.models import ptum
 from recllm.models.base import Recommender, register
+from recllm.models.early_stopping import EpochOutcome, train_epochs
 from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.torch_runtime import loadable_device, pick_device, torch_threads
@@ -304,52 +303,28 @@ class SASRec(Recommender):
             self._pretrain(padded, lengths, rng, sampler, device)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.98),
                                      weight_decay=self.weight_decay)
-        self.history_ = []
-        self.best_epoch_ = None
-        best_ndcg = -math.inf
-        best_state: dict[str, torch.Tensor] | None = None
-        stale = 0
         log.info("sasrec: training on %d sequences, %d items, device %s", len(sequences),
                  dataset.n_items, device)
-        with training_progress("sasrec", self.epochs) as advance:
-            for epoch in range(1, self.epochs + 1):
-                start = time.perf_counter()
-                net.train()
-                total, count = 0.0, 0
-                for rows in self._batches(lengths, rng):
-                    width = int(lengths[rows].max())
-                    batch = padded[torch.from_numpy(rows), padded.shape[1] - width:].to(device)
-                    loss, n_targets = self._loss(net(batch[:, :-1]), batch[:, 1:], sampler)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach()) * n_targets
-                    count += n_targets
-                record: dict[str, Any] = {"epoch": epoch, "loss": total / max(count, 1), "valid_ndcg": None}
-                evaluate = valid_task is not None and (epoch % self.eval_every == 0 or epoch == self.epochs)
-                if valid_task is not None and evaluate:
-                    record["valid_ndcg"] = self._valid_ndcg(*valid_task)
-                record["seconds"] = time.perf_counter() - start
-                self.history_.append(record)
-                shown = "-" if record["valid_ndcg"] is None else f"{record['valid_ndcg']:.4f}"
-                log.info("sasrec epoch %d: loss %.4f, valid NDCG@10 %s, %.1f s", epoch, record["loss"],
-                         shown, record["seconds"])
-                advance(f"epoch {epoch}: loss {record['loss']:.4f}, NDCG@10 {shown}")
-                if not evaluate:
-                    continue
-                if record["valid_ndcg"] > best_ndcg:
-                    best_ndcg, stale, self.best_epoch_ = record["valid_ndcg"], 0, epoch
-                    best_state = copy.deepcopy(net.state_dict())
-                    continue
-                stale += 1
-                if stale >= self.patience:
-                    log.info("sasrec: no improvement in %d evaluations; stopping after epoch %d",
-                             stale, epoch)
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-            log.info("sasrec: restored weights of epoch %s (valid NDCG@10 %.4f)", self.best_epoch_,
-                     best_ndcg)
+
+        def train_epoch() -> float:
+            total, count = 0.0, 0
+            for rows in self._batches(lengths, rng):
+                width = int(lengths[rows].max())
+                batch = padded[torch.from_numpy(rows), padded.shape[1] - width:].to(device)
+                loss, n_targets = self._loss(net(batch[:, :-1]), batch[:, 1:], sampler)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * n_targets
+                count += n_targets
+            return total / max(count, 1)
+
+        validate = (lambda: self._valid_ndcg(*valid_task)) if valid_task is not None else None
+        outcome = EpochOutcome()
+        self.history_, self.best_epoch_ = outcome.history, None
+        train_epochs("sasrec", net, epochs=self.epochs, eval_every=self.eval_every, patience=self.patience,
+                     train_epoch=train_epoch, validate=validate, outcome=outcome)
+        self.best_epoch_ = outcome.best_epoch
 
     def _pretrain(self, padded: torch.Tensor, lengths: np.ndarray, rng: np.random.Generator,
                   sampler: torch.Generator, device: torch.device) -> None:

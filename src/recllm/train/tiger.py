@@ -22,10 +22,7 @@ folder written by ``SemanticIds.save``); ``with_catalog(catalog)``; ``catalog`` 
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -39,7 +36,7 @@ from torch.nn import functional
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError, DataError
 from recllm.models.base import Recommender, register
-from recllm.progress import training_progress
+from recllm.models.early_stopping import EpochOutcome, train_epochs
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.torch_runtime import loadable_device, pick_device, torch_threads
 from recllm.train.semantic_ids import SemanticIds, build_semantic_ids
@@ -316,49 +313,29 @@ class TIGER(Recommender):
         target_codes = torch.from_numpy(self.semantic_ids_.codes[targets])
         valid_task = self._valid_task(dataset, valid) if valid is not None else None
         optimizer = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        self.history_ = []
-        self.best_epoch_ = None
-        best_ndcg, best_state, stale = -math.inf, None, 0
         log.info("tiger: training on %d targets from %d users, %d items (%s), device %s", len(targets),
                  dataset.n_users, dataset.n_items, "x".join(map(str, self.semantic_ids_.level_sizes)), device)
-        with training_progress("tiger", self.epochs) as advance:
-            for epoch in range(1, self.epochs + 1):
-                start = time.perf_counter()
-                net.train()
-                total = 0.0
-                order = rng.permutation(len(targets))
-                for begin in range(0, len(order), self.batch_size):
-                    rows = order[begin:begin + self.batch_size]
-                    items = torch.from_numpy(self._history_codes([histories[r] for r in rows])).to(device)
-                    with self._autocast(device):
-                        loss = net.loss(items, target_codes[torch.from_numpy(rows)].to(device))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach()) * len(rows)
-                record: dict[str, Any] = {"epoch": epoch, "loss": total / len(targets), "valid_ndcg": None}
-                evaluate = valid_task is not None and (epoch % self.eval_every == 0 or epoch == self.epochs)
-                if valid_task is not None and evaluate:
-                    record["valid_ndcg"] = self._valid_ndcg(*valid_task)
-                record["seconds"] = time.perf_counter() - start
-                self.history_.append(record)
-                shown = "-" if record["valid_ndcg"] is None else f"{record['valid_ndcg']:.4f}"
-                log.info("tiger epoch %d: loss %.4f, valid NDCG@10 %s, %.1f s", epoch, record["loss"], shown,
-                         record["seconds"])
-                advance(f"epoch {epoch}: loss {record['loss']:.4f}, NDCG@10 {shown}")
-                if not evaluate:
-                    continue
-                if record["valid_ndcg"] > best_ndcg:
-                    best_ndcg, stale, self.best_epoch_ = record["valid_ndcg"], 0, epoch
-                    best_state = copy.deepcopy(net.state_dict())
-                    continue
-                stale += 1
-                if stale >= self.patience:
-                    log.info("tiger: no improvement in %d evaluations; stopping after epoch %d", stale, epoch)
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-            log.info("tiger: restored weights of epoch %s (valid NDCG@10 %.4f)", self.best_epoch_, best_ndcg)
+
+        def train_epoch() -> float:
+            total = 0.0
+            order = rng.permutation(len(targets))
+            for begin in range(0, len(order), self.batch_size):
+                rows = order[begin:begin + self.batch_size]
+                items = torch.from_numpy(self._history_codes([histories[r] for r in rows])).to(device)
+                with self._autocast(device):
+                    loss = net.loss(items, target_codes[torch.from_numpy(rows)].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(rows)
+            return total / len(targets)
+
+        validate = (lambda: self._valid_ndcg(*valid_task)) if valid_task is not None else None
+        outcome = EpochOutcome()
+        self.history_, self.best_epoch_ = outcome.history, None
+        train_epochs("tiger", net, epochs=self.epochs, eval_every=self.eval_every, patience=self.patience,
+                     train_epoch=train_epoch, validate=validate, outcome=outcome)
+        self.best_epoch_ = outcome.best_epoch
 
     def _valid_task(self, dataset: Dataset, valid: Dataset) -> tuple[list[np.ndarray], np.ndarray]:
         if valid.n_items != dataset.n_items:
