@@ -216,6 +216,13 @@ TALLREC_EPOCHS = {16: 8, 64: 2, 256: 1}
 """Epochs per training size: 16 optimizer steps for 16 and 64 examples, 32 for 256 (CPU time)."""
 
 
+def _dates(earlier: dict[str, Any] | None) -> str:
+    """The day(s) the rows were measured: the earlier run's and today's (UTC)."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    before = (earlier or {}).get("date")
+    return today if not before or before.endswith(today) else f"{before.split(' to ')[0]} to {today}"
+
+
 def tallrec(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Zero-shot and LoRA-tuned AUC for each size in ``--sizes`` (0: the untuned model); rows of other sizes
     measured earlier on the same evaluation examples are kept, so sizes may be run in separate processes."""
@@ -237,7 +244,8 @@ def tallrec(args: argparse.Namespace, command: str) -> dict[str, Any]:
     baseline = {"model": "bias: mu + b_u + b_i fitted on the training ratings, predicted rating as the score",
                 "auc": auc(labels, bias.predict([e.user for e in heldout], [e.item or "" for e in heldout]))}
     payload: dict[str, Any] = {"section": "tallrec", "command": " and ".join(commands), "commands": commands,
-                               "machine": machine_info(), "eval": evaluation, "baseline": baseline, "rows": keep}
+                               "machine": machine_info(), "eval": evaluation, "baseline": baseline, "rows": keep,
+                               "date": _dates(earlier if keep else None)}
     rows = payload["rows"]
     for size in sizes:
         started = time.perf_counter()
@@ -345,7 +353,7 @@ def docs() -> None:
         ev = data["eval"]
         lines = ["## TALLRec-style yes/no AUC, MovieLens-100K", "", TALLREC_INTRO.format(**ev), "",
                  "Commands: " + " and ".join(f"`{c}`" for c in data.get("commands", [data["command"]]))
-                 + f". Machine: {_machine(data['machine'])}.", "",
+                 + f". Machine: {_machine(data['machine'])}; {data.get('date', 'date not recorded')}.", "",
                  "| training examples | epochs | steps | train loss first -> last | AUC | 95% interval | accuracy "
                  "| mass on Yes/No | train s |", "|---:|---:|---:|---|---:|---|---:|---:|---:|"]
         for r in data["rows"]:
@@ -373,7 +381,8 @@ def docs() -> None:
 
 
 def _machine(info: dict[str, Any]) -> str:
-    return f"{info.get('cores')} cores, GPU {info.get('gpu', 'none')}, torch on one thread"
+    return (f"{info.get('cores')} cores, {info.get('memory_gib')} GiB, GPU {info.get('gpu', 'none')}, torch "
+            f"{info.get('torch', '?')} on one thread")
 
 
 PTUM_INTRO = (
