@@ -76,7 +76,7 @@ def docs(data: dict[str, Any]) -> None:
             (sum(plain["step_seconds"]) / len(plain["step_seconds"]))
         lines += ["", f"Checkpointing: peak memory x{checkpointed['peak_rss_gib'] / plain['peak_rss_gib']:.2f}, "
                   f"step time x{step:.2f}; the losses agree (the result does not change, only where activations "
-                  "live). Turn it on with `recllm train lm ... --option gradient_checkpointing=true`."]
+                  "live). Turn it on with `recllm train lm ... --option lora.gradient_checkpointing=true`."]
     machine = data["machine"]
     lines += ["", f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, GPU: {machine['gpu']}; "
               f"torch {machine.get('torch', '?')}; {data['date']}."]

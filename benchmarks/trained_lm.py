@@ -49,6 +49,7 @@ from recllm.llm.cache import CachedLLM, ResponseCache
 from recllm.models.base import Recommender
 from recllm.models.rating import BiasedBaseline
 from recllm.models.registry import create_model
+from recllm.pipeline import RetrieverConfig, build_retriever
 from recllm.rerank import VerbalizerReranker
 from recllm.train.instructions import build_heldout_examples, build_instructions
 from recllm.train.lora import train_lora
@@ -184,7 +185,7 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
 
 
 def tiger(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    from recllm.train.tiger import TIGER
+    from recllm.models.tiger import TIGER
 
     bundle = load_dataset(args.dataset)
     split = make_split(bundle)
@@ -196,7 +197,8 @@ def tiger(args: argparse.Namespace, command: str) -> dict[str, Any]:
     payload["report"] = json.loads(report.to_json())
     _save(f"tiger-{bundle.name}", payload)
     params = {**_benchmark_params(bundle, "tiger"), **TIGER_PARAMS}
-    model = TIGER.from_config(params).with_catalog(bundle.catalog)
+    model = build_retriever(RetrieverConfig(model="tiger", params=params), bundle)
+    assert isinstance(model, TIGER)
     started = time.perf_counter()
     model.fit(split.train, valid=split.valid)
     row = _full_row("tiger (rq-kmeans ids, beam 30)", model, split, time.perf_counter() - started)

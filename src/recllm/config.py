@@ -77,7 +77,7 @@ def signature_model(target: Callable[..., Any], skip: frozenset[str] = frozenset
     """A pydantic model of ``target``'s keyword arguments (a class: its ``__init__``), annotations and defaults
     included, unknown keys forbidden: the one place a component's options are typed. ``skip`` names the
     arguments that are objects, not configuration (``llm``, ``catalog``, ...)."""
-    function = target.__init__ if inspect.isclass(target) else target  # type: ignore[misc]
+    function = target.__init__ if inspect.isclass(target) else target
     fields: dict[str, Any] = {}
     for param in inspect.signature(function, eval_str=True).parameters.values():
         if param.name in ("self", *skip) or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -87,3 +87,31 @@ def signature_model(target: Callable[..., Any], skip: frozenset[str] = frozenset
         fields[param.name] = (annotation, default)
     name = getattr(target, "__name__", "Component")
     return pydantic.create_model(f"{name}Config", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked(*, skip: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Decorator for a component's ``__init__``: its keyword arguments are validated against the pydantic model
+    of its own signature (types, ``Field`` bounds in ``Annotated`` hints, ``Literal`` choices) before the body
+    runs, and arrive converted (``"false"`` is False). A bad value is a ConfigError naming the component and the
+    field, so the bounds live in the signature and nowhere else. ``skip`` names object arguments (an LLM, a
+    catalog) that are not configuration."""
+
+    def decorate(init: F) -> F:
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(self, *args, **kwargs)
+            values = {k: v for k, v in bound.arguments.items() if k != "self" and k not in skip}
+            name = getattr(type(self), "name", None)
+            where = name if isinstance(name, str) else type(self).__name__
+            config = build(signature_model(init, frozenset(skip)), values, where=where)
+            bound.arguments.update({key: getattr(config, key) for key in values})
+            return init(*bound.args, **bound.kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,7 +1,21 @@
-"""Pipeline: retrieve -> (re-rank) -> (explain), the object every front end uses, built from one typed config."""
+"""The one composition path: retrieve -> (re-rank) -> (explain), built from one typed config.
+
+Every front end builds its stages here: ``recllm recommend`` and ``demo`` through ``Pipeline``, the
+service and its chat through the pipeline their ``recllm.serve.service.ServiceConfig`` holds, and
+``recllm evaluate`` through the same component builders (``build_retriever``, ``build_reranker``).
+So a component registered once (a model, re-ranker, LLM backend or embedder) is usable by name everywhere,
+and the rules that make stages fit together live in one place:
+
+- a recommender that reads item text (``recllm.models.text.ReadsItemText``, e.g. TIGER) gets the
+  embeddings of the catalog's texts from its ``embedder`` before it is fitted;
+- an LLM tuned with random or semantic item ids sees the catalog renamed to those ids
+  (``recllm.prompts.naming.catalog_for_llm``) in every LLM stage: re-ranking, explanation, rating.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,44 +24,117 @@ import pydantic
 
 from recllm.config import load_section
 from recllm.data.bundle import DataBundle
+from recllm.data.catalog import ItemCatalog
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.registry import load_dataset
-from recllm.errors import RecllmError
+from recllm.errors import ConfigError, RecllmError
+from recllm.llm.base import LLM
 from recllm.models.base import Recommender
+from recllm.models.popularity import MostPopular
 from recllm.models.registry import create_model
+from recllm.models.text import ItemEmbeddings, ReadsItemText
+from recllm.prompts.naming import catalog_for_llm
+from recllm.rerank.base import Reranker
 
 
 class RetrieverConfig(pydantic.BaseModel):
+    """The candidate generator: a registered model name and its hyper-parameters."""
+
     model_config = pydantic.ConfigDict(extra="forbid")
     model: str = "ease"
     params: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
 class RerankerConfig(pydantic.BaseModel):
-    """Which re-ranker re-orders the retriever's top ``candidates``, over which LLM spec."""
+    """Which re-ranker re-orders the retriever's top ``candidates``; ``llm`` is its own LLM spec (None: the
+    pipeline's ``llm``); ``options`` are validated against the re-ranker's constructor."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = "likelihood"
-    llm: str = "hf"
+    llm: str | None = None
     candidates: int = pydantic.Field(default=20, ge=2, le=200)
     options: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
 class PipelineConfig(pydantic.BaseModel):
     """The embedded defaults: MovieLens-100K with an EASE retriever (fits in about a second on 2 cores);
-    no re-ranker and no explainer unless configured."""
+    no re-ranker and no explanations unless configured. ``llm`` is the language model of every LLM stage
+    that names none (``"none"``: no LLM stages at all); ``explain`` explains each item by default."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     dataset: str = "movielens-100k"
     retriever: RetrieverConfig = pydantic.Field(default_factory=RetrieverConfig)
+    llm: str = "hf"
     reranker: RerankerConfig | None = None
     explain: bool = False
-    explainer_llm: str = "hf"
+    explainer_llm: str | None = None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> PipelineConfig:
         return load_section(cls, path, "pipeline")
+
+    @property
+    def reranker_llm(self) -> str:
+        """The LLM spec the re-ranker runs on."""
+        return (self.reranker.llm if self.reranker is not None and self.reranker.llm else None) or self.llm
+
+    @property
+    def explainer_spec(self) -> str:
+        """The LLM spec explanations and ratings run on."""
+        return self.explainer_llm or self.llm
+
+
+# ---- component builders: the one place each kind of component is made ---------------------------------
+def build_retriever(config: RetrieverConfig | str, data: DataBundle, params: dict[str, Any] | None = None
+                    ) -> Recommender:
+    """An unfitted recommender by registered name (or ``config``) with validated ``params``; a model that
+    reads item text gets the embeddings of ``data``'s catalog (or of its ``catalog`` dataset) handed over."""
+    if isinstance(config, str):
+        config = RetrieverConfig(model=config, params=params or {})
+    model = create_model(config.model, config.params)
+    if isinstance(model, ReadsItemText) and model.needs_item_embeddings():
+        from recllm.llm.item_text import embed_items
+
+        source = model.text_source()
+        catalog = data.catalog if source is None else load_dataset(source).catalog
+        item_ids = list(data.dataset.item_vocab.ids)
+        if not any(item in catalog for item in item_ids):
+            raise ConfigError(f"{model.name}: cannot find item texts for dataset '{data.name}': none of its items "
+                              "is in the catalog" + ("" if source is None else f" of '{source}'"))
+        model.with_item_embeddings(ItemEmbeddings(tuple(item_ids), embed_items(catalog, item_ids, model.embedder)))
+    return model
+
+
+def build_llm(spec: str) -> LLM:
+    """The LLM of ``spec`` (``hf``, ``hf:PATH``, ``openai:URL[,key=value...]`` or a registered backend)."""
+    if spec.strip().lower() == "none":
+        raise ConfigError("no language model is configured (llm = 'none')")
+    from recllm.llm.factory import create_llm
+
+    return create_llm(spec)
+
+
+def llm_catalog(spec: str, catalog: ItemCatalog) -> ItemCatalog:
+    """The catalog as the LLM of ``spec`` names the items (renamed for an adapter tuned with item ids)."""
+    return catalog_for_llm(spec, catalog)
+
+
+def build_reranker(name: str, llm: LLM, catalog: ItemCatalog, options: dict[str, Any] | None = None) -> Reranker:
+    """The registered re-ranker ``name`` over ``llm`` and a catalog already named as ``llm`` knows it."""
+    from recllm.rerank.factory import create_reranker
+
+    return create_reranker(name, llm, catalog, **dict(options or {}))
+
+
+@dataclass
+class LLMStages:
+    """The stages that run on a language model, each over the catalog as its model names the items."""
+
+    llm: LLM
+    reranker: Reranker | None
+    explainer: Any
+    rater: Any
 
 
 @dataclass(frozen=True)
@@ -62,52 +149,84 @@ class Recommendation:
 
 class Pipeline:
     """Retrieve candidates for a user or an ad-hoc history, optionally re-rank them with an LLM and explain
-    the result. Results carry external item ids; a re-ranked list is always a permutation of candidates."""
+    the result. Results carry external item ids; a re-ranked list is always a permutation of candidates.
 
-    def __init__(self, retriever: Recommender, data: DataBundle, *, reranker: Any | None = None,
-                 explainer: Any | None = None, n_candidates: int = 20) -> None:
+    LLM stage calls hold ``llm_lock``, so several threads (the service's requests) share one model safely.
+    An empty history is answered by the most popular items (``fallback``), never by arbitrary ties.
+    """
+
+    def __init__(self, retriever: Recommender, data: DataBundle, *, reranker: Reranker | None = None,
+                 explainer: Any | None = None, n_candidates: int = 20, config: PipelineConfig | None = None,
+                 fallback: Recommender | None = None) -> None:
         self.retriever = retriever
         self.data = data
         self.reranker = reranker
         self.explainer = explainer
+        self.rater: Any | None = None
+        self.llm: LLM | None = None
         self.n_candidates = n_candidates
+        self.config = config or PipelineConfig(dataset=data.name)
+        self.fallback = fallback
+        self.explain_by_default = self.config.explain
+        self.llm_lock = threading.RLock()
 
     @classmethod
-    def from_config(cls, config: PipelineConfig | None = None, data: DataBundle | None = None) -> Pipeline:
-        """Build every stage; LLM stages load their models here (the converted default model in ~1 s)."""
+    def from_config(cls, config: PipelineConfig | None = None, data: DataBundle | None = None, *,
+                    llm: LLM | None = None, load_llm: bool = True,
+                    wrap_llm: Callable[[LLM], LLM] | None = None) -> Pipeline:
+        """Build every stage. LLM stages are built when the config asks for re-ranking or explanations and
+        ``load_llm`` is true (the converted default model loads in about a second); ``llm`` replaces the
+        model the config's spec names, ``wrap_llm`` wraps whichever is used (e.g. in a response cache)."""
         config = config or PipelineConfig()
         data = data or load_dataset(config.dataset)
-        retriever = create_model(config.retriever.model, config.retriever.params)
-        reranker = explainer = None
-        n_candidates = 20
-        if config.reranker is not None or config.explain:
-            from recllm.llm import create_llm
+        retriever = build_retriever(config.retriever, data)
+        n_candidates = config.reranker.candidates if config.reranker is not None else 20
+        pipeline = cls(retriever, data, n_candidates=n_candidates, config=config)
+        if load_llm and (config.reranker is not None or config.explain):
+            pipeline.attach_llm(llm, wrap=wrap_llm)
+        return pipeline
 
-            llms: dict[str, Any] = {}
+    # ---- LLM stages ----------------------------------------------------------------------------------
+    @property
+    def llm_enabled(self) -> bool:
+        return self.config.llm.strip().lower() != "none"
 
-            def llm_for(spec: str) -> Any:
-                if spec not in llms:
-                    llms[spec] = create_llm(spec)
-                return llms[spec]
+    def attach_llm(self, llm: LLM | None = None, *, wrap: Callable[[LLM], LLM] | None = None,
+                   rating_fallback: Any | None = None) -> LLMStages:
+        """Build the LLM stages (re-ranker when configured, explainer, rater) over ``llm`` or the models the
+        config's specs name; each stage sees the catalog as its model names the items."""
+        config = self.config
+        models: dict[str, LLM] = {}
 
-            from recllm.train.instructions import catalog_for_llm  # tuned with item ids: prompts use those ids
+        def model_for(spec: str) -> LLM:
+            if spec not in models:
+                base = llm if llm is not None else build_llm(spec)
+                models[spec] = wrap(base) if wrap is not None else base
+            return models[spec]
 
-            if config.reranker is not None:
-                from recllm.rerank import create_reranker
+        from recllm.tasks import Explainer, RatingPredictor
 
-                n_candidates = config.reranker.candidates
-                reranker = create_reranker(config.reranker.name, llm_for(config.reranker.llm),
-                                           catalog_for_llm(config.reranker.llm, data.catalog),
-                                           **config.reranker.options)
-            if config.explain:
-                from recllm.tasks import Explainer
+        reranker = None
+        if config.reranker is not None:
+            spec = config.reranker_llm
+            reranker = build_reranker(config.reranker.name, model_for(spec), llm_catalog(spec, self.data.catalog),
+                                      config.reranker.options)
+        spec = config.explainer_spec
+        model = model_for(spec)
+        catalog = llm_catalog(spec, self.data.catalog)
+        explainer = Explainer(model, catalog)
+        rater = RatingPredictor(model, catalog, fallback=rating_fallback) if model.can_score else \
+            RatingPredictor(model, catalog, mode="generate", fallback=rating_fallback)
+        self.reranker, self.explainer, self.rater, self.llm = reranker, explainer, rater, model
+        return LLMStages(model, reranker, explainer, rater)
 
-                explainer = Explainer(llm_for(config.explainer_llm),
-                                      catalog_for_llm(config.explainer_llm, data.catalog))
-        return cls(retriever, data, reranker=reranker, explainer=explainer, n_candidates=n_candidates)
-
+    # ---- fitting and recommending --------------------------------------------------------------------
     def fit(self, dataset: Dataset | None = None, valid: Dataset | None = None) -> Pipeline:
-        self.retriever.fit(dataset or self.data.dataset, valid=valid)
+        """Fit the retriever (and the popularity fallback for empty histories) on ``dataset`` (default: all
+        of the pipeline's data)."""
+        data = dataset or self.data.dataset
+        self.retriever.fit(data, valid=valid)
+        self.fallback = MostPopular().fit(data)
         return self
 
     def recommend(self, user: str | int | None = None, *, history: list[str] | None = None, k: int = 10,
@@ -116,24 +235,41 @@ class Pipeline:
         return self.run(user, history=history, k=k, candidates=candidates).items
 
     def run(self, user: str | int | None = None, *, history: list[str] | None = None, k: int = 10,
-            candidates: list[str] | None = None) -> Recommendation:
-        """Retrieve ``max(k, n_candidates)`` items, re-rank them when a re-ranker is set, keep ``k``, and
-        attach an explanation to each when an explainer is set."""
+            candidates: list[str] | None = None, exclude: Iterable[str] = (), rerank: bool | None = None,
+            explain: bool | None = None) -> Recommendation:
+        """Retrieve ``max(k, n_candidates)`` items (never the history nor ``exclude``), re-rank them when a
+        re-ranker is set (``rerank`` False skips it), keep ``k``, and attach an explanation to each when
+        ``explain`` (default: the config's ``explain``). History items unknown to the retriever are skipped."""
         if k < 1:
             raise RecllmError(f"k must be at least 1, got {k}")
-        pool = max(k, self.n_candidates) if self.reranker is not None else k
-        retrieved = self.retriever.recommend(user, history=history, k=pool, candidates=candidates,
-                                             unknown_items="skip" if history is not None else "error")
+        if (user is None) == (history is None):
+            raise RecllmError("give exactly one of a user id or a history")
+        rerank = self.reranker is not None if rerank is None else rerank
+        explain = self.explain_by_default if explain is None else explain
+        if rerank and self.reranker is None:
+            raise RecllmError("this pipeline has no re-ranker (configure [pipeline.reranker])")
+        if explain and self.explainer is None:
+            raise RecllmError("this pipeline has no explainer (its language model is not attached)")
+        pool = max(k, self.n_candidates) if rerank else k
         seen = self._history_ids(user, history)
+        extra = list(exclude)
+        model = self.retriever if seen or self.fallback is None else self.fallback
+        if history is None and not extra and model is self.retriever:
+            retrieved = model.recommend(user, k=pool, candidates=candidates)
+        else:
+            retrieved = model.recommend(history=seen, k=pool, candidates=candidates, exclude=[*seen, *extra],
+                                        unknown_items="skip")
         diagnostics = None
         ranked = retrieved
-        if self.reranker is not None and len(retrieved) > 1:
-            result = self.reranker.rerank(seen, retrieved, user=user)
+        if rerank and self.reranker is not None and len(retrieved) > 1:
+            with self.llm_lock:
+                result = self.reranker.rerank(seen, retrieved, user=user)
             ranked, diagnostics = result.items, result.diagnostics
         ranked = ranked.top(k)
         details: tuple[Any, ...] = ()
-        if self.explainer is not None and len(ranked):
-            explained = self.explainer.explain_many([(seen, item) for item in ranked.items])
+        if explain and self.explainer is not None and len(ranked):
+            with self.llm_lock:
+                explained = self.explainer.explain_many([(seen, item) for item in ranked.items])
             ranked = ItemList(ranked.items, ranked.scores, tuple(e.text for e in explained))
             details = tuple(explained)
         return Recommendation(ranked, retrieved, diagnostics, details)

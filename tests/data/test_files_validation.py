@@ -101,7 +101,8 @@ def test_empty_id_value(tmp_path: Path):
 def test_rating_range(tmp_path: Path):
     table = read_table(write(tmp_path, "r.csv", "user,item,rating,timestamp\nu1,a,1,1\nu1,b,9,2\n"))
     with pytest.raises(DataError, match=r"r.csv:3, field 'rating': rating 9 outside"):
-        build_dataset(table, rating_range=(1, 5))
+        build_dataset(table, rating_range=(1, 5), strict=True)
+    assert len(build_dataset(table, rating_range=(1, 5))) == 1  # not strict: dropped and counted
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path: Path):

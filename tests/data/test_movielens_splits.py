@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recllm.artifacts import PinnedFile, PinnedPackage, _extract_verified, sha256_of
 from recllm.data import DataBundle, Dataset, load_dataset, load_grouplens_1m, load_grouplens_100k
-from recllm.data.artifacts import PinnedFile, PinnedPackage, _extract_verified, sha256_of
 from recllm.data.splits import cold_start_items, export_split, leave_one_out, read_split, temporal_cutoff
 from recllm.errors import ArtifactError, DataError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recllm.data.artifacts import sha256_of, verify_checksum
+from recllm.artifacts import sha256_of, verify_checksum
 from recllm.errors import ArtifactError
 from recllm.llm import MINILM_PACKAGE, create_embedder
 from recllm.llm.embedder import SentenceTransformerEmbedder

@@ -122,3 +122,26 @@ def test_empty_prompt_is_an_error(llm: HFBackend) -> None:
 def test_count_tokens_is_exact(llm: HFBackend) -> None:
     assert llm.count_tokens("The capital of France is") == 5
     assert llm.context_length == 8192
+
+
+def test_scoring_and_generation_emit_no_cache_deprecation_warning(llm: HFBackend, caplog) -> None:
+    """transformers deprecated ``past_key_values`` (warnings and a once-per-process log line); the backend passes
+    its cache under the current name, so neither a Python warning nor a transformers log record mentions it."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logger = logging.getLogger("transformers")  # does not propagate to caplog's root handler by default
+    hf_logger.addHandler(caplog.handler)
+    hf_logging.warning_once.cache_clear()  # a once-only log line emitted earlier in the session would hide here
+    try:
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+            warnings.simplefilter("always")
+            llm.logprobs("A user who liked Heat (1995) will next watch", [" Casino (1995)", " Babe (1995)"])
+            llm.generate([GenerationRequest.text("One, two, three,", max_new_tokens=4)])
+    finally:
+        hf_logger.removeHandler(caplog.handler)
+    messages = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
+    flagged = [m for m in messages if "past_key_values" in m or "deprecat" in m.lower()]
+    assert not flagged, flagged

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recllm.data.artifacts import artifact_dir
+from recllm.artifacts import artifact_dir
 from recllm.llm import resolve as resolve_module
 from recllm.llm.hf import HFBackend
 from recllm.llm.resolve import MARKER, SMOLLM2_PACKAGE, SMOLLM2_SHA256, default_llm_dir

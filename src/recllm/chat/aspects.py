@@ -124,7 +124,7 @@ class AspectAnalyzer:
     def _era(self, history: list[str], item: str) -> Aspect:
         catalog = self.data.catalog
         year = catalog[item].year
-        years = [catalog[h].year for h in history if catalog[h].year is not None]
+        years = [y for h in history if (y := catalog[h].year) is not None]
         if year is None or not years:
             return Aspect("era", 0.5, "no year to compare" if year is None else "no dated movies in your history",
                           WEIGHTS["era"])

@@ -34,8 +34,9 @@ class Preferences:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Preferences:
         raw = raw or {}
-        known = {f: raw[f] for f in cls.__dataclass_fields__ if f in raw}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in known.items()})
+        known: dict[str, Any] = {f: tuple(raw[f]) if isinstance(raw[f], list) else raw[f]
+                                 for f in cls.__dataclass_fields__ if f in raw}
+        return cls(**known)
 
     def merge(self, update: PreferenceUpdate) -> Preferences:
         """The state after one message: additions appended (an item moves between liked and disliked when the

@@ -18,7 +18,7 @@ from recllm.data.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json keeps the enforced rating range
 
 
 def save_bundle(bundle: DataBundle, directory: Path) -> None:
@@ -37,6 +37,7 @@ def save_bundle(bundle: DataBundle, directory: Path) -> None:
     meta = {
         "cache_version": CACHE_VERSION,
         "name": ds.name,
+        "rating_range": None if bundle.rating_range is None else list(bundle.rating_range),
         "user_ids": list(ds.user_vocab.ids),
         "item_ids": list(ds.item_vocab.ids),
         "catalog": [{"id": it.id, "title": it.title, "year": it.year, "genres": list(it.genres),
@@ -75,4 +76,5 @@ def load_bundle(directory: Path) -> DataBundle | None:
     )
     catalog = ItemCatalog(Item(id=d["id"], title=d["title"], year=d["year"], genres=tuple(d["genres"]),
                                extra=d["extra"]) for d in meta["catalog"])
-    return DataBundle(dataset, catalog)
+    bounds = meta.get("rating_range")
+    return DataBundle(dataset, catalog, rating_range=None if bounds is None else (float(bounds[0]), float(bounds[1])))

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def _frozen(array: np.ndarray | None, dtype: type) -> np.ndarray | None:
     if array is None:
         return None
-    out = np.ascontiguousarray(array, dtype=dtype)
+    out: np.ndarray = np.ascontiguousarray(array, dtype=dtype)
     out.flags.writeable = False
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
 import pydantic
 
@@ -14,6 +15,7 @@ from recllm.data.validation import (
     DuplicatePolicy,
     InteractionColumns,
     ItemColumns,
+    RatingRange,
     build_catalog,
     build_dataset,
 )
@@ -32,7 +34,12 @@ class ItemSource(ItemColumns):
 
 
 class FileDatasetConfig(pydantic.BaseModel):
-    """Where the files are and which columns mean what; relative paths are relative to the config file."""
+    """Where the files are and which columns mean what; relative paths are relative to the config file.
+
+    The validation policy sits at the top level: ``strict``, ``duplicates`` and ``rating_range``, the
+    inclusive ``[low, high]`` of allowed ratings (two finite numbers, low < high; none by default). Ratings
+    outside it are dropped with a logged count, or are an error when ``strict``.
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = "files"
@@ -40,6 +47,14 @@ class FileDatasetConfig(pydantic.BaseModel):
     items: ItemSource | None = None
     strict: bool = False
     duplicates: DuplicatePolicy = "keep-last"
+    rating_range: RatingRange | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _range_needs_ratings(self) -> Self:
+        """A range on data without a rating column could never be enforced: say so instead of ignoring it."""
+        if self.rating_range is not None and self.interactions.rating is None:
+            raise ValueError("rating_range is set but the interactions have no rating column (rating = \"\")")
+        return self
 
 
 def load_files(config: FileDatasetConfig | dict, *, base: Path | None = None) -> DataBundle:
@@ -52,19 +67,21 @@ def load_files(config: FileDatasetConfig | dict, *, base: Path | None = None) ->
     base = base or Path.cwd()
     catalog = None
     if config.items is not None:
-        src = config.items
-        table = read_table(_resolve(src.path, base), src.format, sep=src.separator)
-        catalog = build_catalog(table, ItemColumns(**src.model_dump(include=set(ItemColumns.model_fields))))
+        item_src = config.items
+        table = read_table(_resolve(item_src.path, base), item_src.format, sep=item_src.separator)
+        catalog = build_catalog(table, ItemColumns(**item_src.model_dump(include=set(ItemColumns.model_fields))))
     src = config.interactions
     table = read_table(_resolve(src.path, base), src.format, sep=src.separator)
     dataset = build_dataset(table, InteractionColumns(**src.model_dump(include=set(InteractionColumns.model_fields))),
-                            catalog=catalog, strict=config.strict, duplicates=config.duplicates, name=config.name)
+                            catalog=catalog, strict=config.strict, duplicates=config.duplicates,
+                            rating_range=config.rating_range, name=config.name)
     if catalog is None:
         catalog = ItemCatalog(Item(id=i, title=i) for i in dataset.item_vocab.ids)
-    return DataBundle(dataset, catalog)
+    return DataBundle(dataset, catalog, rating_range=config.rating_range)
 
 
 def load_files_toml(path: str | Path) -> DataBundle:
+    """Load the files a TOML config names; config errors name the TOML file and the offending key."""
     path = Path(path)
     config = build(FileDatasetConfig, load_toml(path), where=str(path))
     return load_files(config, base=path.parent)

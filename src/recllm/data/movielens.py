@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recllm.data.artifacts import PinnedFile, PinnedPackage, fetch
+from recllm.artifacts import PinnedFile, PinnedPackage, fetch
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item, ItemCatalog
 from recllm.data.tables import Table, read_table
@@ -50,6 +50,8 @@ ML1M_OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "c
                     "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
                     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer")
 _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
+MOVIELENS_RATING_RANGE: tuple[float, float] = (1.0, 5.0)
+"""The inclusive star range every MovieLens loader enforces (through build_dataset's one range check) and reports."""
 
 
 # ---- RecBole atomic files ---------------------------------------------------------------------------
@@ -84,9 +86,9 @@ def load_atomic(directory: Path, stem: str, *, name: str, item_columns: ItemColu
     dataset = build_dataset(
         read_atomic(directory / f"{stem}.inter"),
         InteractionColumns(user="user_id", item="item_id", rating="rating", timestamp="timestamp"),
-        catalog=catalog, strict=strict, rating_range=(0.0, 5.0), user_attributes=users, name=name,
+        catalog=catalog, strict=strict, rating_range=MOVIELENS_RATING_RANGE, user_attributes=users, name=name,
     )
-    return DataBundle(dataset, catalog)
+    return DataBundle(dataset, catalog, rating_range=MOVIELENS_RATING_RANGE)
 
 
 def load_pinned_ml100k(strict: bool = True) -> DataBundle:
@@ -158,9 +160,9 @@ def load_grouplens_100k(directory: str | Path, *, strict: bool = False) -> DataB
     parse_numbers(users, "age")
     ratings = read_table(directory / "u.data", "tsv", header=False,
                          names=["user", "item", "rating", "timestamp"])
-    dataset = build_dataset(ratings, catalog=catalog, strict=strict, rating_range=(1.0, 5.0),
+    dataset = build_dataset(ratings, catalog=catalog, strict=strict, rating_range=MOVIELENS_RATING_RANGE,
                             user_attributes=users.frame.set_index("user"), name="grouplens-100k")
-    return DataBundle(dataset, catalog)
+    return DataBundle(dataset, catalog, rating_range=MOVIELENS_RATING_RANGE)
 
 
 def load_grouplens_1m(directory: str | Path, *, strict: bool = False) -> DataBundle:
@@ -190,7 +192,7 @@ def load_grouplens_1m(directory: str | Path, *, strict: bool = False) -> DataBun
     attrs["occupation"] = [ML1M_OCCUPATIONS[o] if 0 <= o < 21 else str(o) for o in occupations]
     ratings = read_table(directory / "ratings.dat", "csv", sep="::", header=False,
                          names=["user", "item", "rating", "timestamp"], encoding="latin-1")
-    dataset = build_dataset(ratings, catalog=catalog, strict=strict, rating_range=(1.0, 5.0),
+    dataset = build_dataset(ratings, catalog=catalog, strict=strict, rating_range=MOVIELENS_RATING_RANGE,
                             user_attributes=attrs[["gender", "age", "occupation", "zip_code"]],
                             name="grouplens-1m")
-    return DataBundle(dataset, catalog)
+    return DataBundle(dataset, catalog, rating_range=MOVIELENS_RATING_RANGE)

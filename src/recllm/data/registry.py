@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from recllm.data.artifacts import PinnedPackage, recllm_home
+from recllm.artifacts import PinnedPackage, recllm_home
 from recllm.data.bundle import DataBundle
 from recllm.data.cache import load_bundle, save_bundle
 from recllm.data.files import load_files_toml
@@ -23,6 +23,7 @@ from recllm.data.movielens import (
     load_pinned_ml100k,
 )
 from recllm.errors import DataError
+from recllm.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,12 @@ PINNED: dict[str, tuple[PinnedPackage, Callable[[], DataBundle]]] = {
     "movielens-100k": (ML100K_PACKAGE, load_pinned_ml100k),
     "movielens-1m": (ML1M_PACKAGE, load_pinned_ml1m),
 }
-PATH_LOADERS: dict[str, Callable[[Path], DataBundle]] = {
-    "grouplens-100k": load_grouplens_100k,
-    "grouplens-1m": load_grouplens_1m,
-    "files": load_files_toml,
-}
+PATH_LOADERS: Registry[Callable[[Path], DataBundle]] = Registry("dataset loader", "recllm.datasets")
+"""Loaders of ``KIND:PATH`` datasets by kind; a plugin adds its own kind through the ``recllm.datasets``
+entry-point group (a callable taking the path and returning a DataBundle)."""
+PATH_LOADERS.register("grouplens-100k", load_grouplens_100k)
+PATH_LOADERS.register("grouplens-1m", load_grouplens_1m)
+PATH_LOADERS.register("files", load_files_toml)
 
 
 def dataset_names() -> list[str]:
@@ -57,5 +59,5 @@ def load_dataset(name: str, *, use_cache: bool = True) -> DataBundle:
         return bundle
     kind, sep, path = name.partition(":")
     if sep and kind in PATH_LOADERS:
-        return PATH_LOADERS[kind](Path(path))
+        return PATH_LOADERS.get_component(kind)(Path(path))
     raise DataError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")

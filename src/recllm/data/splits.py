@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def cold_start_items(dataset: Dataset, *, fraction: float = 0.1, seed: int = 0) 
                  dataset.take(np.flatnonzero(is_valid)), dataset.take(np.flatnonzero(is_test)))
 
 
-SPLITS = {"leave-one-out": leave_one_out, "temporal": temporal_cutoff, "cold-items": cold_start_items}
+SPLITS: dict[str, Callable[..., Split]] = {
+    "leave-one-out": leave_one_out, "temporal": temporal_cutoff, "cold-items": cold_start_items,
+}
 
 RECBOLE_HEADER = {"user": "user_id:token", "item": "item_id:token", "rating": "rating:float",
                   "timestamp": "timestamp:float"}

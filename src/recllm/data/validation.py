@@ -1,16 +1,18 @@
 """Turn raw string tables into a validated Dataset or ItemCatalog, naming file, line and field of any fault.
 
 Policy: malformed values (a non-numeric rating, an unparsable timestamp, a missing id) are always errors.
-Recoverable faults (interactions for items missing from the catalog, repeated user-item pairs) are
-dropped with a logged count, or raised in ``strict`` mode. Nothing disappears without a count.
+Recoverable faults (ratings outside the declared range, interactions for items missing from the catalog,
+repeated user-item pairs) are dropped with a logged count, or raised in ``strict`` mode. Nothing disappears
+without a count.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from recllm.data.catalog import Item, ItemCatalog
 from recllm.data.dataset import Dataset
 from recllm.data.tables import Table
 from recllm.data.vocabulary import Vocabulary
-from recllm.errors import DataError
+from recllm.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +61,27 @@ class LoadReport:
     """Counts of what validation dropped, so callers and logs can say what happened."""
 
     rows_read: int = 0
+    out_of_range: int = 0
     unknown_items: int = 0
     duplicates: int = 0
     notes: list[str] = field(default_factory=list)
 
 
 DuplicatePolicy = Literal["error", "keep-last", "keep-first", "keep-all"]
+
+
+def check_range_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """``bounds`` if both are finite and low < high; a ValueError saying which rule failed otherwise."""
+    low, high = bounds
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("both ends must be finite numbers")
+    if not low < high:
+        raise ValueError("the low end must be below the high end")
+    return (float(low), float(high))
+
+
+# an inclusive [low, high] of allowed ratings, as written in a config: two numbers (not strings or booleans)
+RatingRange = Annotated[tuple[pydantic.StrictFloat, pydantic.StrictFloat], pydantic.AfterValidator(check_range_bounds)]
 
 
 def _require_columns(table: Table, wanted: Mapping[str, str | None]) -> None:
@@ -105,6 +122,32 @@ def parse_numbers(table: Table, column: str, *, dtype: type = np.float64, allow_
     return numbers if dtype is np.float64 else numbers.astype(dtype)
 
 
+def check_rating_range(table: Table, column: str, ratings: np.ndarray, rating_range: tuple[float, float], *,
+                       strict: bool, report: LoadReport) -> np.ndarray:
+    """Which rows have a rating inside the inclusive ``rating_range``: the one range check of every loader.
+
+    The first rating outside is an error naming file, line and field when ``strict``; otherwise those rows
+    are to be dropped, and their count is logged and kept in ``report``.
+    """
+    try:
+        low, high = check_range_bounds(rating_range)
+    except ValueError as exc:
+        raise ConfigError(f"rating_range: {exc} (got {list(rating_range)})") from None
+    inside = (ratings >= low) & (ratings <= high)
+    if inside.all():
+        return inside
+    row = int(np.flatnonzero(~inside)[0])
+    count = int((~inside).sum())
+    if strict:
+        raise DataError(f"rating {ratings[row]:g} outside the allowed range [{low:g}, {high:g}] "
+                        f"({count} such rows)", path=table.path, line=table.line_of(row), field=column)
+    log.warning("%s: dropped %d interactions with a rating outside the allowed range [%g, %g] "
+                "(first at line %d, field '%s')", table.path, count, low, high, table.line_of(row), column)
+    report.out_of_range = count
+    report.notes.append(f"dropped {count} interactions with a rating outside [{low:g}, {high:g}]")
+    return inside
+
+
 def parse_timestamps(table: Table, column: str) -> np.ndarray:
     """Seconds since the epoch, from numbers or ISO-8601 date-times."""
     raw = table.frame[column]
@@ -143,8 +186,9 @@ def build_dataset(
 ) -> Dataset:
     """Validate an interaction table and build a Dataset.
 
-    With a ``catalog``, interactions for items it lacks are dropped with a logged count (an error when
-    ``strict``). Repeated (user, item) pairs follow ``duplicates``; ``strict`` makes them errors too.
+    With a ``rating_range`` (inclusive), ratings outside it are dropped with a logged count (an error when
+    ``strict``); so are, with a ``catalog``, interactions for items it lacks. Repeated (user, item) pairs
+    follow ``duplicates`` among the rows still kept; ``strict`` makes them errors too.
     """
     columns = columns or InteractionColumns()
     report = report if report is not None else LoadReport()
@@ -157,21 +201,17 @@ def build_dataset(
     users = _require_values(table, columns.user)
     items = _require_values(table, columns.item)
     ratings = parse_numbers(table, columns.rating) if columns.rating else None
-    if ratings is not None and rating_range is not None:
-        low, high = rating_range
-        outside = (ratings < low) | (ratings > high)
-        if outside.any():
-            row = int(np.flatnonzero(outside)[0])
-            raise DataError(f"rating {ratings[row]:g} outside the allowed range [{low:g}, {high:g}]",
-                            path=table.path, line=table.line_of(row), field=columns.rating)
     timestamps = parse_timestamps(table, columns.timestamp) if columns.timestamp else None
 
     keep = np.ones(len(frame), dtype=bool)
+    if ratings is not None and columns.rating is not None and rating_range is not None:
+        keep &= check_rating_range(table, columns.rating, ratings, rating_range, strict=strict, report=report)
     if catalog is not None:
-        known = items.isin(pd.Index(catalog.ids)).to_numpy()
-        if not known.all():
-            row = int(np.flatnonzero(~known)[0])
-            count = int((~known).sum())
+        # counted among the rows still kept, so that each dropped row is counted once
+        unknown = ~items.isin(pd.Index(catalog.ids)).to_numpy() & keep
+        if unknown.any():
+            row = int(np.flatnonzero(unknown)[0])
+            count = int(unknown.sum())
             if strict:
                 raise DataError(f"item '{items.iloc[row]}' is not in the item catalog ({count} such rows)",
                                 path=table.path, line=table.line_of(row), field=columns.item)
@@ -179,19 +219,21 @@ def build_dataset(
                         table.path, count, table.line_of(row))
             report.unknown_items = count
             report.notes.append(f"dropped {count} interactions for unknown items")
-            keep &= known
+            keep &= ~unknown
 
     policy: DuplicatePolicy = "error" if strict else duplicates
     if policy != "keep-all":
-        pairs = pd.DataFrame({"u": users, "i": items})
-        repeated = pairs.duplicated(keep="last" if policy == "keep-last" else "first").to_numpy() & keep
+        # among the rows still kept (labels stay source row numbers): a dropped row repeats nothing
+        pairs = pd.DataFrame({"u": users.to_numpy(), "i": items.to_numpy()})[keep]
+        repeated = np.zeros(len(frame), dtype=bool)
+        marked = pairs.duplicated(keep="last" if policy == "keep-last" else "first")
+        repeated[pairs.index[marked.to_numpy()]] = True
         if repeated.any():
             row = int(np.flatnonzero(repeated)[0])
             count = int(repeated.sum())
             if policy == "error":
-                first = pairs.duplicated(keep=False).to_numpy()
-                rows = np.flatnonzero(first & (pairs["u"] == users.iloc[row]).to_numpy()
-                                      & (pairs["i"] == items.iloc[row]).to_numpy())
+                same = pairs[(pairs["u"] == users.iloc[row]) & (pairs["i"] == items.iloc[row])]
+                rows = same.index.to_numpy()
                 raise DataError(f"user '{users.iloc[row]}' and item '{items.iloc[row]}' appear more than once "
                                 f"(lines {', '.join(str(table.line_of(r)) for r in rows[:5])}); "
                                 f"{count} repeated pairs in all", path=table.path,

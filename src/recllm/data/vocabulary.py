@@ -58,19 +58,20 @@ class Vocabulary:
             raise UnknownIdError(f"unknown {self.kind} id '{ext}'") from None
 
     def get(self, ext: object, default: int = -1) -> int:
-        return self._index.get(str(ext), default)
+        index: int = self._index.get(str(ext), default)
+        return index
 
     def indices(self, exts: Iterable[object], *, missing: str = "error") -> np.ndarray:
         """Indices of many ids; ``missing='error'`` raises, ``'skip'`` leaves them out, ``'mark'`` gives -1."""
-        exts = [str(e) for e in exts]
-        arr = np.fromiter((self._index.get(e, -1) for e in exts), dtype=np.int64, count=len(exts))
+        ids = [str(e) for e in exts]
+        arr = np.fromiter((self._index.get(e, -1) for e in ids), dtype=np.int64, count=len(ids))
         if missing == "mark":
             return arr
         bad = arr < 0
         if bad.any():
             if missing == "skip":
                 return arr[~bad]
-            first = exts[int(np.flatnonzero(bad)[0])]
+            first = ids[int(np.flatnonzero(bad)[0])]
             raise UnknownIdError(f"unknown {self.kind} id '{first}' ({int(bad.sum())} unknown in all)")
         return arr
 

@@ -1,4 +1,4 @@
-"""Protocols over explicit candidate sets, named in DESIGN.md: ``sampled-N`` and ``rerank-topN``.
+"""Protocols over explicit candidate sets, (docs/protocols.md): ``sampled-N`` and ``rerank-topN``.
 
 Both build one ``Case`` per evaluated target set: the user's history, the candidates in the order a
 re-ranker is shown them, and the targets. Every ranker (a classic model, the presentation order itself,

@@ -1,4 +1,4 @@
-"""Evaluation protocols named in DESIGN.md: ``full`` and ``rating`` (``sampled-N`` and ``rerank-topN``, which
+"""Evaluation protocols (docs/protocols.md): ``full`` and ``rating`` (``sampled-N`` and ``rerank-topN``, which
 rank explicit candidate sets, are in ``recllm.eval.candidates``).
 
 Every function returns metric means plus the counts that make them interpretable (users evaluated,

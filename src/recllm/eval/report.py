@@ -101,7 +101,7 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def _diagnostics_table(self) -> list[str]:
-        """The LLM diagnostics DESIGN.md asks for beside every LLM figure (empty without LLM rows)."""
+        """The LLM diagnostics reported beside every LLM figure (empty without LLM rows)."""
         rows = [r for r in self.rows if r.diagnostics]
         if not rows:
             return []

@@ -37,6 +37,7 @@ from recllm.llm.base import LLM
 from recllm.models.base import Recommender
 from recllm.models.rating import RATING_PREDICTORS
 from recllm.models.registry import create_model
+from recllm.pipeline import build_llm, build_reranker, build_retriever, llm_catalog
 from recllm.rerank.base import Reranker
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def run_evaluation(
         for name in models:
             if name not in RATING_PREDICTORS:
                 raise ConfigError(f"'{name}' is not a rating predictor; known: {', '.join(RATING_PREDICTORS)}")
-            predictor = RATING_PREDICTORS[name](**params.get(name, {}))
+            predictor = RATING_PREDICTORS.create(name, options=params.get(name, {}))
             started = time.perf_counter()
             predictor.fit(history)
             fit_seconds = time.perf_counter() - started
@@ -142,7 +143,7 @@ def run_evaluation(
         if rerankers:
             add_outcome_row(report, evaluate_order(sampled, ks=ks, name="random"), {}, 0.0, sampled, split)
     for name in models:
-        model, fit_seconds = _fit(name, params.get(name), split, on_model)
+        model, fit_seconds = _fit(name, params.get(name), split, bundle, on_model)
         if on_model:
             on_model(name, "evaluate")
         if kind == "full":
@@ -174,8 +175,9 @@ def run_evaluation(
     return report
 
 
-def _fit(name: str, params: dict[str, Any] | None, split: Split, on_model: Stage | None) -> tuple[Recommender, float]:
-    model = create_model(name, params)
+def _fit(name: str, params: dict[str, Any] | None, split: Split, bundle: DataBundle,
+         on_model: Stage | None) -> tuple[Recommender, float]:
+    model = build_retriever(name, bundle, params)
     if on_model:
         on_model(name, "fit")
     started = time.perf_counter()
@@ -186,16 +188,14 @@ def _fit(name: str, params: dict[str, Any] | None, split: Split, on_model: Stage
 def _build_rerankers(names: Sequence[str], llm: LLM | str, bundle: DataBundle, params: dict[str, dict[str, Any]],
                      permutations: int, seed: int) -> list[tuple[str, Reranker, dict[str, Any]]]:
     """(row label, re-ranker, its options) per name; one LLM shared by all."""
-    from recllm.llm import create_llm
-    from recllm.rerank import PermutationAggregator, create_reranker
-    from recllm.train.instructions import catalog_for_llm
+    from recllm.rerank import PermutationAggregator
 
-    model = create_llm(llm) if isinstance(llm, str) else llm
-    catalog = catalog_for_llm(llm, bundle.catalog) if isinstance(llm, str) else bundle.catalog
+    model = build_llm(llm) if isinstance(llm, str) else llm
+    catalog = llm_catalog(llm, bundle.catalog) if isinstance(llm, str) else bundle.catalog
     built = []
     for name in names:
         options = dict(params.get(name, {}))
-        reranker: Reranker = create_reranker(name, model, catalog, **options)
+        reranker: Reranker = build_reranker(name, model, catalog, options)
         if permutations > 1:
             reranker = PermutationAggregator(reranker, permutations, seed=seed)
             options["permutations"] = permutations

@@ -10,7 +10,7 @@ from recllm.llm.base import (
     Usage,
 )
 from recllm.llm.cache import CachedLLM, ResponseCache, cache_key, default_cache_path
-from recllm.llm.factory import create_embedder, create_llm
+from recllm.llm.factory import EMBEDDERS, LLM_BACKENDS, create_embedder, create_llm
 from recllm.llm.resolve import (
     DEFAULT_EMBEDDER_NAME,
     DEFAULT_LLM_NAME,
@@ -25,7 +25,9 @@ from recllm.llm.resolve import (
 __all__ = [
     "DEFAULT_EMBEDDER_NAME",
     "DEFAULT_LLM_NAME",
+    "EMBEDDERS",
     "LLM",
+    "LLM_BACKENDS",
     "MINILM_PACKAGE",
     "SMOLLM2_PACKAGE",
     "CachedLLM",

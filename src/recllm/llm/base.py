@@ -12,10 +12,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pydantic
 
+from recllm.config import signature_model
 from recllm.errors import RecllmError
 
 log = logging.getLogger(__name__)
@@ -195,6 +197,18 @@ class LLM(ABC):
 
     backend: str = "abstract"
 
+    target_argument: ClassVar[str | None] = None
+    """The constructor argument that the target of a spec (``backend:TARGET``) fills, e.g. a path or a URL."""
+
+    object_arguments: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that are objects (a transport, a client), not configuration."""
+
+    @classmethod
+    def config_model(cls) -> type[pydantic.BaseModel]:
+        """The pydantic config of this backend's options: its constructor's keywords, the target excluded."""
+        target = (cls.target_argument,) if cls.target_argument else ()
+        return signature_model(cls, frozenset((*target, *cls.object_arguments)))
+
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
         self.usage = Usage()
@@ -304,6 +318,18 @@ def _check_texts(texts: Sequence[str], name: str, *, allow_empty_text: bool) -> 
 
 class Embedder(ABC):
     """Text to vectors: ``embed`` returns L2-normalised float32 rows, so a dot product is the cosine."""
+
+    target_argument: ClassVar[str | None] = None
+    """The constructor argument that the target of a spec (``backend:TARGET``) fills, e.g. a path or a URL."""
+
+    object_arguments: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that are objects (a transport, a client), not configuration."""
+
+    @classmethod
+    def config_model(cls) -> type[pydantic.BaseModel]:
+        """The pydantic config of this backend's options: its constructor's keywords, the target excluded."""
+        target = (cls.target_argument,) if cls.target_argument else ()
+        return signature_model(cls, frozenset((*target, *cls.object_arguments)))
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name

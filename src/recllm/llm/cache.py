@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from recllm.data.artifacts import recllm_home
+from recllm.artifacts import recllm_home
 from recllm.llm.base import LLM, Completion, GenerationRequest, LLMError
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class ResponseCache:
 
 @runtime_checkable
 class CacheStore(Protocol):
-    """Where cached responses live: a :class:`ResponseCache` file, or the service's database."""
+    """Where cached responses live: a ``ResponseCache`` file, or the service's database."""
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]: ...
 
@@ -122,7 +122,7 @@ class CacheStore(Protocol):
 
 
 class CachedLLM(LLM):
-    """Wraps an LLM: identical calls are answered from a :class:`ResponseCache`; hits and misses are counted.
+    """Wraps an LLM: identical calls are answered from a ``ResponseCache``; hits and misses are counted.
 
     ``generate`` is cached per request (only deterministic ones: greedy, or sampled with a seed);
     ``logprobs`` and ``next_token_logprobs`` per call. Usage counters are the wrapped model's (a hit costs

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.errors import ConfigError
 from recllm.llm.base import Embedder
 from recllm.llm.hf import quiet_progress_bars
@@ -20,11 +23,13 @@ log = logging.getLogger(__name__)
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model; ``model`` is None (pinned MiniLM, read offline), a folder or a hub id."""
 
-    def __init__(self, model: str | Path | None = None, *, device: str = "auto", batch_size: int = 64) -> None:
+    target_argument = "model"
+
+    @checked()
+    def __init__(self, model: str | Path | None = None, *, device: str = "auto",
+                 batch_size: Annotated[int, Field(ge=1)] = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
-        if batch_size < 1:
-            raise ConfigError(f"embedder batch_size must be positive, got {batch_size}")
         resolved = resolve_embedder(model)
         super().__init__(resolved.name)
         self.source = resolved.source

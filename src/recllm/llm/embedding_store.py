@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recllm.data.artifacts import recllm_home
+from recllm.artifacts import recllm_home
 from recllm.llm.base import Embedder
 
 log = logging.getLogger(__name__)

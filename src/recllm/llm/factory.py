@@ -1,4 +1,5 @@
-"""Building an LLM or Embedder from a short spec string such as ``"hf"`` or ``"hf:/models/my-model"``."""
+"""Building an LLM or Embedder from a spec string such as ``"hf"``, ``"hf:/models/my-model"`` or
+``"openai:http://127.0.0.1:8001/v1,model=smol,can_score=true"`` (``backend[:target][,key=value...]``)."""
 
 from __future__ import annotations
 
@@ -8,41 +9,50 @@ from typing import Any
 from recllm.errors import ConfigError
 from recllm.llm.base import LLM, Embedder
 from recllm.llm.cache import CachedLLM, CacheStore
+from recllm.registry import Registry, parse_spec
 
-LLM_BACKENDS = ("hf", "openai")
+LLM_BACKENDS: Registry[type[LLM]] = Registry("LLM backend", "recllm.llm_backends")
+"""LLM backends by name; a backend is built as ``cls(target, **options)`` (``target_argument`` names the
+constructor argument the target fills). Plugins: the ``recllm.llm_backends`` entry-point group."""
+LLM_BACKENDS.register("hf", "recllm.llm.hf:HFBackend")
+LLM_BACKENDS.register("openai", "recllm.llm.openai_backend:OpenAIBackend")
+
+EMBEDDERS: Registry[type[Embedder]] = Registry("embedder", "recllm.embedders")
+"""Sentence embedders by name (plugins: the ``recllm.embedders`` entry-point group)."""
+EMBEDDERS.register("st", "recllm.llm.embedder:SentenceTransformerEmbedder", aliases=("minilm", "default"))
+
 PLANNED_BACKENDS = ("llamacpp",)
-EMBEDDER_BACKENDS = ("st",)
+REQUIRES_TARGET = {"openai": "the server's base URL, e.g. 'openai:http://127.0.0.1:8001/v1'"}
 
 
-def _split(spec: str) -> tuple[str, str | None]:
-    backend, sep, rest = spec.strip().partition(":")
-    return backend.strip().lower(), (rest.strip() or None) if sep else None
+def _build(registry: Registry[Any], spec: str, what: str, options: dict[str, Any]) -> Any:
+    backend, target, spec_options = parse_spec(spec, kind=f"{what} spec")
+    if backend in PLANNED_BACKENDS and backend not in registry:
+        raise ConfigError(f"LLM backend '{backend}' (spec '{spec}') is not available yet in this version of recllm; "
+                          f"available: {', '.join(registry.names())}")
+    try:
+        cls = registry.get_component(backend)
+    except ConfigError:
+        raise ConfigError(f"unknown {registry.kind} '{backend}' in spec '{spec}'; available: "
+                          f"{', '.join(registry.names())}") from None
+    if target is None and backend in REQUIRES_TARGET:
+        raise ConfigError(f"{what} spec '{spec}' needs {REQUIRES_TARGET[backend]}")
+    validated = registry.validate(backend, {**spec_options, **options})
+    if target is not None and cls.target_argument is None:
+        raise ConfigError(f"{what} spec '{spec}': the {registry.kind} '{backend}' takes no target after ':'")
+    return cls(target, **validated) if cls.target_argument else cls(**validated)
 
 
 def create_llm(spec: str = "hf", *, cache: bool | str | Path | CacheStore | None = None, **options: Any) -> LLM:
     """An LLM from ``spec``: ``"hf"`` (the pinned default model) or ``"hf:PATH_OR_ID"`` (folder, .gguf, hub id);
-    ``"openai:URL"`` for any OpenAI-compatible server (options ``model``, ``api_key``, ``can_score``,
-    ``can_schema``, ... as :class:`~recllm.llm.openai_backend.OpenAIBackend` takes them).
+    ``"openai:URL"`` for any OpenAI-compatible server. Options may follow the spec after commas
+    (``"openai:URL,model=smol,can_score=true"``) or come as keyword arguments; both are validated against the
+    backend's constructor (``recllm.llm.hf.HFBackend``, ``recllm.llm.openai_backend.OpenAIBackend``).
 
-    ``cache`` wraps the model in a :class:`CachedLLM`: True for ``$RECLLM_HOME/cache/llm.sqlite``, or a path
-    or :class:`ResponseCache`. ``options`` go to the backend's constructor (e.g. ``device``, ``dtype``).
+    ``cache`` wraps the model in a ``CachedLLM``: True for ``$RECLLM_HOME/cache/llm.sqlite``, or a path
+    or ``ResponseCache``.
     """
-    backend, target = _split(spec)
-    if backend == "hf":
-        from recllm.llm.hf import HFBackend
-
-        llm: LLM = HFBackend(target, **options)
-    elif backend == "openai":
-        from recllm.llm.openai_backend import OpenAIBackend
-
-        if target is None:
-            raise ConfigError(f"LLM spec '{spec}' needs the server's base URL, e.g. 'openai:http://127.0.0.1:8001/v1'")
-        llm = OpenAIBackend(target, **options)
-    elif backend in PLANNED_BACKENDS:
-        raise ConfigError(f"LLM backend '{backend}' (spec '{spec}') is not available yet in this version of recllm; "
-                          f"available: {', '.join(LLM_BACKENDS)}")
-    else:
-        raise ConfigError(f"unknown LLM backend '{backend}' in spec '{spec}'; available: {', '.join(LLM_BACKENDS)}")
+    llm: LLM = _build(LLM_BACKENDS, spec, "LLM", options)
     if cache is None or cache is False:
         return llm
     return CachedLLM(llm, None if cache is True else cache)
@@ -50,10 +60,10 @@ def create_llm(spec: str = "hf", *, cache: bool | str | Path | CacheStore | None
 
 def create_embedder(spec: str = "st", **options: Any) -> Embedder:
     """An Embedder from ``spec``: ``"st"`` or ``"minilm"`` (pinned all-MiniLM-L6-v2), or ``"st:PATH_OR_ID"``."""
-    backend, target = _split(spec)
-    if backend in ("st", "minilm", "default"):
-        from recllm.llm.embedder import SentenceTransformerEmbedder
+    embedder: Embedder = _build(EMBEDDERS, spec, "embedder", options)
+    return embedder
 
-        return SentenceTransformerEmbedder(target, **options)
-    raise ConfigError(f"unknown embedder backend '{backend}' in spec '{spec}'; available: "
-                      f"{', '.join(EMBEDDER_BACKENDS)}")
+
+def llm_backend_names() -> list[str]:
+    """The LLM backends ``create_llm`` accepts."""
+    return LLM_BACKENDS.names()

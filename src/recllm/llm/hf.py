@@ -20,11 +20,13 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.errors import ConfigError
 from recllm.llm.base import (
     LLM,
@@ -94,22 +96,23 @@ class HFBackend(LLM):
     JSON-schema-constrained output is not offered (``can_schema`` is False).
     """
 
+    target_argument = "model"
+
     backend = "hf"
 
+    @checked()
     def __init__(
         self,
         model: str | Path | None = None,
         *,
         device: str = "auto",
         dtype: str = "auto",
-        score_batch_size: int = 32,
-        generate_batch_size: int = 8,
-        num_threads: int | None = None,
+        score_batch_size: Annotated[int, Field(ge=1)] = 32,
+        generate_batch_size: Annotated[int, Field(ge=1)] = 8,
+        num_threads: Annotated[int, Field(ge=1)] | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if score_batch_size < 1 or generate_batch_size < 1:
-            raise ConfigError("score_batch_size and generate_batch_size must be positive")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         resolved: ResolvedModel = resolve_llm(model)
@@ -141,7 +144,11 @@ class HFBackend(LLM):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         self._eos_ids = self._collect_eos_ids()
-        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        forward_params = inspect.signature(self.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward_params
+        # recent transformers (5.24 here) name the key/value cache ``cache`` (``past_key_values`` is deprecated and
+        # warns on every call); older releases only know ``past_key_values``
+        self._cache_name = "cache" if "cache" in forward_params else "past_key_values"
         log.info("loaded %s on %s (%s) in %.2f s", resolved.name, self.device, self.dtype, self.load_seconds)
 
     # ---- capabilities and helpers -----------------------------------------------------------------
@@ -250,7 +257,7 @@ class HFBackend(LLM):
         n_prompt = len(prompt_ids)
         out = self._forward(keep=1, input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
         first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
-        prefix_cache = out.past_key_values
+        prefix_cache = getattr(out, self._cache_name)  # a Cache object (e.g. DynamicCache), not legacy tuples
         chunks = list(_chunks(order, self.score_batch_size))
         for number, chunk in enumerate(chunks):
             width = max(len(conts[i]) for i in chunk) - 1  # the last token of each continuation is not fed
@@ -264,7 +271,7 @@ class HFBackend(LLM):
                                        mask], dim=1)
                 positions = (torch.arange(width, device=self.device) + n_prompt).unsqueeze(0).expand(len(chunk), -1)
                 logits = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions,
-                                       past_key_values=cache, use_cache=True).logits
+                                       use_cache=True, **{self._cache_name: cache}).logits
                 total += self._gather(logits, [conts[i][1:] for i in chunk], width)
             scores[chunk] = total.numpy()
 

@@ -23,7 +23,7 @@ Retries: connection errors, timeouts, HTTP 429 and 5xx are retried up to ``max_r
 exponential backoff (``backoff * 2**attempt``, at most ``max_backoff`` seconds, or the server's
 ``Retry-After`` when it is shorter), and never past ``retry_deadline`` seconds from the first attempt. Other
 HTTP errors, and answers that are not JSON or lack the expected fields, are reported at once as
-:class:`LLMError` naming the URL, the status and the start of the body.
+``LLMError`` naming the URL, the status and the start of the body.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.errors import ConfigError
 from recllm.llm.base import LLM, CapabilityError, Completion, FinishReason, GenerationRequest, LLMError, Usage
 
@@ -82,34 +84,32 @@ class OpenAIBackend(LLM):
     ``context_length`` overrides what the server reports.
     """
 
+    target_argument = "base_url"
+    object_arguments = ("transport",)
+
     backend = "openai"
 
+    @checked(skip=("transport",))
     def __init__(
         self,
         base_url: str,
         model: str | None = None,
         *,
         api_key: str | None = None,
-        timeout: float = 120.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        retry_deadline: float = 60.0,
+        timeout: Annotated[float, Field(gt=0)] = 120.0,
+        max_retries: Annotated[int, Field(ge=0, strict=True)] = 3,
+        backoff: Annotated[float, Field(ge=0)] = 0.5,
+        max_backoff: Annotated[float, Field(ge=0)] = 8.0,
+        retry_deadline: Annotated[float, Field(ge=0)] = 60.0,
         can_score: bool = False,
         can_schema: bool = False,
         chat_only: bool = False,
         extension: bool | None = None,
-        concurrency: int = 1,
-        context_length: int | None = None,
+        concurrency: Annotated[int, Field(ge=1)] = 1,
+        context_length: Annotated[int, Field(ge=1)] | None = None,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if timeout <= 0 or backoff < 0 or max_backoff < 0 or retry_deadline < 0:
-            raise ConfigError("timeout must be positive; backoff, max_backoff and retry_deadline non-negative")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigError(f"max_retries must be a non-negative integer, got {max_retries!r}")
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
         self.base_url = normalise_base_url(base_url)
         self.timeout = float(timeout)
         self.max_retries = max_retries
@@ -333,6 +333,7 @@ class OpenAIBackend(LLM):
             messages = (list(request.messages) if request.messages is not None
                         else [{"role": "user", "content": request.prompt or ""}])
             payload["messages"] = messages
+            field: tuple[str, ...]
             path, field = "/chat/completions", ("message", "content")
         else:
             payload["prompt"] = request.prompt

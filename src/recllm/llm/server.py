@@ -1,4 +1,4 @@
-"""An OpenAI-compatible HTTP endpoint over any recllm :class:`LLM` (in practice the ``hf`` backend).
+"""An OpenAI-compatible HTTP endpoint over any recllm ``LLM`` (in practice the ``hf`` backend).
 
 One warm model shared by several processes: ``serve_llm("hf", port=8001)`` (what ``recllm llm-serve`` runs),
 then ``create_llm("openai:http://127.0.0.1:8001/v1", can_score=True)`` anywhere.
@@ -18,7 +18,7 @@ Endpoints (an OpenAI subset, plus a recllm extension under ``/v1/recllm``):
 - ``GET /v1/recllm/capabilities``; ``POST /v1/recllm/logprobs`` ``{prompt, continuations}`` and
   ``POST /v1/recllm/next_token_logprobs`` ``{prompt, tokens}`` (the model's own scoring, so the numbers equal
   the in-process ones exactly); ``POST /v1/recllm/tokenize`` ``{texts}``; ``POST /v1/recllm/render_chat``
-  ``{messages, add_generation_prompt}``. :class:`~recllm.llm.openai_backend.OpenAIBackend` uses these when
+  ``{messages, add_generation_prompt}``. ``recllm.llm.openai_backend.OpenAIBackend`` uses these when
   the server advertises them.
 
 Errors have OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: malformed JSON and invalid
@@ -30,6 +30,7 @@ Requests are served one at a time behind a lock: the model is not thread-safe.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recllm import __version__
+from recllm._version import __version__
 from recllm.llm.base import LLM, CapabilityError, Completion, GenerationRequest, LLMError
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ def _token_logprobs(hf: HFBackend, prompt: str, completion: str, top: int) -> _S
             best = torch.topk(logp, k=top, dim=-1)
             for row_values, row_ids in zip(best.values.double().cpu(), best.indices.cpu(), strict=True):
                 pairs = zip(row_values, row_ids, strict=True)
-                top_rows.append({tokenizer.decode([int(i)]): float(v) for v, i in pairs})
+                top_rows.append({str(tokenizer.decode([int(i)])): float(v) for v, i in pairs})
     text = prompt + completion
     special_ids = set(tokenizer.all_special_ids)
     tokens, offsets, reached = [], [], 0
@@ -457,9 +458,9 @@ class _Service:
         if body.max_tokens == 0 and not body.echo:
             raise RequestError("max_tokens=0 is only meaningful with echo=true", param="max_tokens")
         requests = [] if body.max_tokens == 0 else [
-            _request(lambda p=p: GenerationRequest.text(p, max_new_tokens=body.max_tokens,
-                                                        temperature=body.temperature, top_p=body.top_p,
-                                                        stop=body.stops(), seed=body.seed))
+            _request(functools.partial(GenerationRequest.text, p, max_new_tokens=body.max_tokens,
+                                       temperature=body.temperature, top_p=body.top_p, stop=body.stops(),
+                                       seed=body.seed))
             for p in prompts for _ in range(body.n)]
 
         def run() -> tuple[list[CompletionChoice], list[Completion]]:

@@ -22,8 +22,9 @@ from recllm.config import build, load_json_record, signature_model
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.vocabulary import Vocabulary
-from recllm.errors import NotFittedError, RecllmError, UnknownIdError
+from recllm.errors import ConfigError, NotFittedError, RecllmError, UnknownIdError
 from recllm.ranking import top_k
+from recllm.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,16 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.safetensors"
 
-MODEL_REGISTRY: dict[str, type[Recommender]] = {}
+MODELS: Registry[type[Recommender]] = Registry("model", "recllm.models")
+"""Every recommender by name: the built-ins (registered lazily in ``recllm.models.registry``) and plugins
+from the ``recllm.models`` entry-point group."""
+MODEL_REGISTRY = MODELS
+"""The same registry under its earlier name."""
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
     """Class decorator: make a recommender creatable and loadable by its ``name``."""
-    MODEL_REGISTRY[cls.name] = cls
+    MODELS.register(cls.name, cls)
     return cls
 
 
@@ -208,13 +213,12 @@ class Recommender(ABC):
         if not config_path.exists():
             raise RecllmError(f"{path}: not a saved recllm model (no {CONFIG_FILE})")
         config = load_json_record(config_path, version=FORMAT_VERSION, what="model config", error=RecllmError)
-        if config.get("model") not in MODEL_REGISTRY:
-            from recllm.models.registry import model_names
+        import recllm.models.registry  # noqa: F401  (registers the built-in models)
 
-            model_names()  # registers models that are imported lazily
-        cls = MODEL_REGISTRY.get(config.get("model", ""))
-        if cls is None:
-            raise RecllmError(f"{config_path}: unknown model '{config.get('model')}'")
+        try:
+            cls = MODELS.get_component(str(config.get("model", "")))
+        except ConfigError:
+            raise RecllmError(f"{config_path}: unknown model '{config.get('model')}'") from None
         model = cls.from_config(config["hyperparameters"])
         arrays = load_file(str(path / ARRAYS_FILE))
         model.user_vocab = Vocabulary(config["user_ids"], kind="user")

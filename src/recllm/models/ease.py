@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.data.dataset import Dataset
 from recllm.models.base import Recommender, history_matrix, register
 
@@ -16,7 +19,8 @@ class EASE(Recommender):
 
     name = "ease"
 
-    def __init__(self, l2: float = 500.0) -> None:
+    @checked()
+    def __init__(self, l2: Annotated[float, Field(gt=0)] = 500.0) -> None:
         super().__init__()
         self.l2 = l2
         self.weights_: np.ndarray | None = None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.data.dataset import Dataset
 from recllm.models.base import Recommender, history_matrix, register
 
@@ -17,7 +20,9 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
 
-    def __init__(self, neighbors: int = 100, shrink: float = 10.0) -> None:
+    @checked()
+    def __init__(self, neighbors: Annotated[int, Field(ge=1)] = 100,
+                 shrink: Annotated[float, Field(ge=0)] = 10.0) -> None:
         super().__init__()
         self.neighbors = neighbors
         self.shrink = shrink

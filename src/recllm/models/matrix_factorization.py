@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from recllm.config import checked
 from recllm.data.dataset import Dataset
 from recllm.models.base import Recommender, register
 
@@ -50,7 +53,7 @@ class _FactorModel(Recommender):
         known = users >= 0
         vectors[known] = self.user_factors_[users[known]]
         if (~known).any():
-            vectors[~known] = self._fold_in([histories[i] for i in np.flatnonzero(~known)])
+            vectors[~known] = self._fold_in([histories[int(i)] for i in np.flatnonzero(~known)])
         return vectors @ self.item_factors_.T
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -68,8 +71,10 @@ class ALS(_FactorModel):
 
     name = "als"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
-                 iterations: int = 15, seed: int = 0, num_threads: int = 0) -> None:
+    @checked()
+    def __init__(self, factors: Annotated[int, Field(ge=1)] = 64, regularization: Annotated[float, Field(ge=0)] = 0.05,
+                 alpha: Annotated[float, Field(gt=0)] = 10.0, iterations: Annotated[int, Field(ge=1)] = 15,
+                 seed: int = 0, num_threads: Annotated[int, Field(ge=0)] = 0) -> None:
         super().__init__()
         self.factors = factors
         self.regularization = regularization
@@ -107,9 +112,11 @@ class BPR(_FactorModel):
 
     name = "bpr"
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.01, regularization: float = 0.01,
-                 iterations: int = 100, seed: int = 0, num_threads: int = 1,
-                 fold_in_confidence: float = 10.0) -> None:
+    @checked()
+    def __init__(self, factors: Annotated[int, Field(ge=1)] = 64, learning_rate: Annotated[float, Field(gt=0)] = 0.01,
+                 regularization: Annotated[float, Field(ge=0)] = 0.01, iterations: Annotated[int, Field(ge=1)] = 100,
+                 seed: int = 0, num_threads: Annotated[int, Field(ge=0)] = 1,
+                 fold_in_confidence: Annotated[float, Field(gt=0)] = 10.0) -> None:
         super().__init__()
         self.factors = factors
         self.learning_rate = learning_rate

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.data.dataset import Dataset
 from recllm.data.vocabulary import Vocabulary
 from recllm.errors import NotFittedError, RecllmError
+from recllm.registry import Registry
 
 
 class BiasedBaseline:
@@ -20,7 +24,9 @@ class BiasedBaseline:
 
     name = "bias"
 
-    def __init__(self, user_reg: float = 10.0, item_reg: float = 25.0, iterations: int = 10) -> None:
+    @checked()
+    def __init__(self, user_reg: Annotated[float, Field(ge=0)] = 10.0, item_reg: Annotated[float, Field(ge=0)] = 25.0,
+                 iterations: Annotated[int, Field(ge=0)] = 10) -> None:
         self.user_reg = user_reg
         self.item_reg = item_reg
         self.iterations = iterations
@@ -73,4 +79,7 @@ class GlobalMean(BiasedBaseline):
         super().__init__(user_reg=0.0, item_reg=0.0, iterations=0)
 
 
-RATING_PREDICTORS: dict[str, type[BiasedBaseline]] = {"bias": BiasedBaseline, "global-mean": GlobalMean}
+RATING_PREDICTORS: Registry[type[BiasedBaseline]] = Registry("rating predictor", "recllm.rating_predictors")
+"""Rating predictors for the ``rating`` protocol, by name (plugins: the ``recllm.rating_predictors`` group)."""
+RATING_PREDICTORS.register("bias", BiasedBaseline)
+RATING_PREDICTORS.register("global-mean", GlobalMean)

@@ -1,31 +1,30 @@
-"""Creating recommenders by name with validated hyper-parameters."""
+"""Creating recommenders by name: the built-in models, registered lazily so that listing them loads no torch."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from recllm.errors import ConfigError
-from recllm.models.base import MODEL_REGISTRY, Recommender
+from recllm.models.base import MODELS, Recommender
 
-
-def _ensure_loaded() -> None:
-    # SASRec and TIGER import torch; load them only when someone asks for them or lists models
-    if "sasrec" not in MODEL_REGISTRY:
-        import recllm.models.sasrec
-    if "tiger" not in MODEL_REGISTRY:
-        import recllm.train.tiger  # noqa: F401
+_BUILT_IN = {
+    "pop": "recllm.models.popularity:MostPopular",
+    "itemknn": "recllm.models.itemknn:ItemKNN",
+    "ease": "recllm.models.ease:EASE",
+    "als": "recllm.models.matrix_factorization:ALS",
+    "bpr": "recllm.models.matrix_factorization:BPR",
+    "sasrec": "recllm.models.sasrec:SASRec",
+    "tiger": "recllm.models.tiger:TIGER",
+}
+for _name, _path in _BUILT_IN.items():
+    if _name not in MODELS:
+        MODELS.register(_name, _path)
 
 
 def model_names() -> list[str]:
-    _ensure_loaded()
-    return list(MODEL_REGISTRY)
+    """Every model ``create_model`` accepts (built-ins, then plugins)."""
+    return MODELS.names()
 
 
 def create_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
-    """A fresh recommender of the registered ``name`` with ``params`` validated against its signature."""
-    if name not in MODEL_REGISTRY:
-        _ensure_loaded()
-    cls = MODEL_REGISTRY.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown model '{name}'; known: {', '.join(model_names())}")
-    return cls.from_config(params)
+    """A fresh recommender of the registered ``name`` with ``params`` validated against its config."""
+    return MODELS.get_component(name).from_config(params)

@@ -11,13 +11,15 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional
 
+from recllm.config import checked
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.models import ptum
@@ -179,50 +181,34 @@ class SASRec(Recommender):
 
     name = "sasrec"
 
+    @checked()
     def __init__(
         self,
-        max_len: int = 200,
-        hidden: int = 64,
-        n_blocks: int = 2,
-        n_heads: int = 1,
-        dropout: float = 0.2,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 128,
-        epochs: int = 200,
-        patience: int = 10,
-        eval_every: int = 1,
+        max_len: Annotated[int, Field(ge=1, description="newest items of a history the network reads")] = 200,
+        hidden: Annotated[int, Field(ge=1)] = 64,
+        n_blocks: Annotated[int, Field(ge=1)] = 2,
+        n_heads: Annotated[int, Field(ge=1)] = 1,
+        dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2,
+        lr: Annotated[float, Field(gt=0.0)] = 1e-3,
+        weight_decay: Annotated[float, Field(ge=0.0)] = 0.0,
+        batch_size: Annotated[int, Field(ge=1)] = 128,
+        epochs: Annotated[int, Field(ge=1)] = 200,
+        patience: Annotated[int, Field(ge=1)] = 10,
+        eval_every: Annotated[int, Field(ge=1)] = 1,
         loss: Literal["ce", "sampled"] = "ce",
-        n_negatives: int = 256,
+        n_negatives: Annotated[int, Field(ge=1)] = 256,
         seed: int = 0,
         device: str = "auto",
-        num_threads: int = 0,
+        num_threads: Annotated[int, Field(ge=0)] = 0,
         pretrain: Literal["none", "mbp", "nbp", "both"] = "none",
-        pretrain_epochs: int = 10,
-        mask_share: float = 0.2,
-        next_k: int = 3,
-        pretrain_lr: float | None = None,
+        pretrain_epochs: Annotated[int, Field(ge=1)] = 10,
+        mask_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2,
+        next_k: Annotated[int, Field(ge=1)] = 3,
+        pretrain_lr: Annotated[float, Field(gt=0.0)] | None = None,
     ) -> None:
         super().__init__()
         if hidden % n_heads:
             raise ConfigError(f"sasrec: hidden ({hidden}) must be divisible by n_heads ({n_heads})")
-        for label, value in (("max_len", max_len), ("hidden", hidden), ("n_blocks", n_blocks),
-                             ("n_heads", n_heads), ("batch_size", batch_size), ("epochs", epochs),
-                             ("patience", patience), ("eval_every", eval_every),
-                             ("n_negatives", n_negatives)):
-            if value < 1:
-                raise ConfigError(f"sasrec: {label} must be at least 1, got {value}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"sasrec: dropout must be in [0, 1), got {dropout}")
-        if loss not in ("ce", "sampled"):
-            raise ConfigError(f"sasrec: loss must be 'ce' or 'sampled', got '{loss}'")
-        if pretrain not in ("none", "mbp", "nbp", "both"):
-            raise ConfigError(f"sasrec: pretrain must be none, mbp, nbp or both, got '{pretrain}'")
-        if pretrain != "none" and (pretrain_epochs < 1 or next_k < 1):
-            raise ConfigError(f"sasrec: pretrain_epochs and next_k must be at least 1, got {pretrain_epochs} "
-                              f"and {next_k}")
-        if not 0.0 < mask_share < 1.0:
-            raise ConfigError(f"sasrec: mask_share must be in (0, 1), got {mask_share}")
         self.max_len = max_len
         self.hidden = hidden
         self.n_blocks = n_blocks

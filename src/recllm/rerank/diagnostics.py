@@ -91,7 +91,7 @@ class Diagnostics:
 
 @dataclass(frozen=True)
 class DiagnosticsSummary:
-    """Diagnostics of many users, as DESIGN.md asks beside every LLM figure.
+    """Diagnostics of many users, reported beside every LLM figure (docs/protocols.md).
 
     Rates: ``format_error_rate`` per parsed output (0 when nothing was generated); ``hallucination_rate``
     and ``duplicate_rate`` per reference the model made (raw: what the model tried);

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recllm.config import checked
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.llm.base import LLM, CapabilityError
@@ -64,6 +65,7 @@ class LikelihoodReranker(LLMReranker):
 
     kind = "likelihood"
 
+    @checked(skip=("llm", "catalog", "builder"))
     def __init__(self, llm: LLM, catalog: ItemCatalog, *, calibrate: bool = True, length_norm: bool | None = None,
                  variant: str = "zero-shot", builder: PromptBuilder | None = None,
                  prompt_options: Mapping[str, Any] | None = None) -> None:

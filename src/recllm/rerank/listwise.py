@@ -2,7 +2,7 @@
 
 The ``rank-listwise`` prompt shows the candidates as "[1] Title (year); genres: ..." and asks for the numbers
 of the top ``k``, best first (one a line, or JSON with ``output="json"``). The answer is generated greedily
-and read by :class:`~recllm.rerank.parsing.RankingParser` (indices, labels, fuzzy titles, JSON, prose);
+and read by ``recllm.rerank.parsing.RankingParser`` (indices, labels, fuzzy titles, JSON, prose);
 grounding then drops what is not a candidate and repeats, and appends what the model left out in retriever
 order, counting each. This works with any backend, including those that cannot score text.
 """
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from recllm.config import checked
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.llm.base import LLM
 from recllm.prompts import PromptBuilder
-from recllm.rerank.base import Attempt, LLMReranker, RerankError
+from recllm.rerank.base import Attempt, LLMReranker
 from recllm.rerank.parsing import ParsedRanking, RankingParser
 
 log = logging.getLogger(__name__)
@@ -35,16 +38,12 @@ class ListwiseReranker(LLMReranker):
 
     kind = "listwise"
 
-    def __init__(self, llm: LLM, catalog: ItemCatalog, *, k: int | None = None, output: str | None = None,
-                 max_new_tokens: int | None = None, fuzzy_cutoff: float = 0.75, variant: str = "zero-shot",
+    @checked(skip=("llm", "catalog", "builder"))
+    def __init__(self, llm: LLM, catalog: ItemCatalog, *, k: Annotated[int, Field(ge=1)] | None = None,
+                 output: str | None = None, max_new_tokens: Annotated[int, Field(ge=1)] | None = None,
+                 fuzzy_cutoff: Annotated[float, Field(gt=0, le=1)] = 0.75, variant: str = "zero-shot",
                  builder: PromptBuilder | None = None, prompt_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(llm)
-        if k is not None and k < 1:
-            raise RerankError(f"k must be positive (or None for all candidates), got {k}")
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise RerankError(f"max_new_tokens must be positive, got {max_new_tokens}")
-        if not 0 < fuzzy_cutoff <= 1:
-            raise RerankError(f"fuzzy_cutoff must be in (0, 1], got {fuzzy_cutoff}")
         self.catalog = catalog
         self.k = k
         self.max_new_tokens = max_new_tokens

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from recllm.config import checked
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.llm.base import LLM, CapabilityError
@@ -40,17 +42,15 @@ class VerbalizerReranker(LLMReranker):
 
     kind = "verbalizer"
 
-    def __init__(self, llm: LLM, catalog: ItemCatalog, *, max_candidates: int = 20, overflow: Overflow = "error",
+    @checked(skip=("llm", "catalog", "builder"))
+    def __init__(self, llm: LLM, catalog: ItemCatalog, *, max_candidates: Annotated[int, Field(ge=1)] = 20,
+                 overflow: Overflow = "error",
                  label_style: str = "letters", variant: str = "zero-shot", builder: PromptBuilder | None = None,
                  prompt_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(llm)
         if not llm.can_score:
             raise CapabilityError(f"verbalizer re-ranking needs next-token log-probabilities; '{llm.backend}' "
                                   f"({llm.model_name}) does not offer them (can_score is False): use 'listwise'")
-        if max_candidates < 1:
-            raise RerankError(f"max_candidates must be positive, got {max_candidates}")
-        if overflow not in ("error", "split"):
-            raise RerankError(f"overflow must be 'error' or 'split', got {overflow!r}")
         self.catalog = catalog
         self.max_candidates = max_candidates
         self.overflow = overflow

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -39,10 +39,8 @@ from recllm.data.registry import load_dataset
 from recllm.errors import RecllmError
 from recllm.llm.base import LLM, LLMError
 from recllm.models.base import Recommender
-from recllm.models.popularity import MostPopular
 from recllm.models.rating import BiasedBaseline
-from recllm.models.registry import create_model
-from recllm.pipeline import RetrieverConfig
+from recllm.pipeline import LLMStages, Pipeline, PipelineConfig, RerankerConfig, RetrieverConfig
 from recllm.serve.storage import FeedbackRecord, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -68,18 +66,19 @@ class PayloadTooLargeError(ServiceError):
     status = 413
 
 
+def _service_pipeline() -> PipelineConfig:
+    return PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), reranker=RerankerConfig())
+
+
 class ServiceConfig(pydantic.BaseModel):
-    """The service's embedded defaults: MovieLens-100K, an EASE retriever, the default LLM for re-ranking
-    (likelihood), explanations and ratings, and the default sentence embedder matching the chat's free-text
-    wishes to item descriptions. ``llm = "none"`` / ``embedder = "none"`` run without them."""
+    """The service's settings. ``pipeline`` is the one composition config (the same ``PipelineConfig`` that
+    ``recllm recommend`` reads): dataset, retriever, LLM spec, re-ranker and its candidates. The embedded
+    defaults: MovieLens-100K, EASE (l2 = 100), the default LLM for re-ranking (likelihood), explanations,
+    ratings and the chat, and the default sentence embedder for the chat's free-text wishes.
+    ``pipeline.llm = "none"`` / ``embedder = "none"`` run without them."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    dataset: str = "movielens-100k"
-    retriever: RetrieverConfig = pydantic.Field(default_factory=lambda: RetrieverConfig(params={"l2": 100.0}))
-    llm: str = "hf"
-    reranker: str = "likelihood"
-    reranker_options: dict[str, Any] = pydantic.Field(default_factory=dict)
-    candidates: int = pydantic.Field(default=20, ge=2, le=100)
+    pipeline: PipelineConfig = pydantic.Field(default_factory=_service_pipeline)
     max_k: int = pydantic.Field(default=50, ge=1, le=500)
     chat_items: int = pydantic.Field(default=5, ge=1, le=20)
     chat_rerank: bool = True
@@ -91,6 +90,21 @@ class ServiceConfig(pydantic.BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path) -> ServiceConfig:
         return load_section(cls, path, "service")
+
+    @property
+    def llm(self) -> str:
+        """The LLM spec of the pipeline (``"none"``: no language model)."""
+        return self.pipeline.llm
+
+    @property
+    def candidates(self) -> int:
+        return self.pipeline.reranker.candidates if self.pipeline.reranker is not None else 20
+
+    def with_llm(self, spec: str) -> ServiceConfig:
+        """These settings with every LLM stage on ``spec`` (what ``recllm serve --llm`` does)."""
+        reranker = self.pipeline.reranker.model_copy(update={"llm": None}) if self.pipeline.reranker else None
+        pipeline = self.pipeline.model_copy(update={"llm": spec, "reranker": reranker, "explainer_llm": None})
+        return self.model_copy(update={"pipeline": pipeline})
 
 
 @dataclass(frozen=True)
@@ -119,41 +133,48 @@ class Recommendations:
 
 
 @dataclass
-class _LLMStages:
-    llm: LLM
-    reranker: Any
-    explainer: Any
-    rater: Any
-
-
-@dataclass
 class Service:
-    """Holds the data, the fitted retriever, the store and (lazily) the LLM stages."""
+    """Holds the data, the pipeline (fitted retriever; LLM stages attached lazily) and the store."""
 
     config: ServiceConfig
     store: Store
-    data: DataBundle
-    retriever: Recommender
-    popular: Recommender
+    pipeline: Pipeline
     baseline: BiasedBaseline | None
     llm_error: str | None = None
     embedder_error: str | None = None
-    _stages: _LLMStages | None = None
+    _stages: LLMStages | None = None
     _wishes: WishMatcher | None = None
     _llm: LLM | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _embed_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(cls, config: ServiceConfig | None = None, store: Store | None = None, *, data: DataBundle | None = None,
               llm: LLM | None = None) -> Service:
-        """Load the data, fit the retriever (EASE on MovieLens-100K: about a second) and open the store."""
+        """Load the data, fit the pipeline's retriever (EASE on MovieLens-100K: about a second) and open the
+        store; the LLM stages are built on first use or by ``load_llm``."""
         config = config or ServiceConfig()
-        data = data or load_dataset(config.dataset)
-        retriever = create_model(config.retriever.model, config.retriever.params).fit(data.dataset)
-        popular = MostPopular().fit(data.dataset)
+        data = data or load_dataset(config.pipeline.dataset)
+        pipeline = Pipeline.from_config(config.pipeline, data, load_llm=False).fit(data.dataset)
         baseline = BiasedBaseline().fit(data.dataset) if data.dataset.ratings is not None else None
-        return cls(config, store or Store(), data, retriever, popular, baseline, _llm=llm)
+        return cls(config, store or Store(), pipeline, baseline, _llm=llm)
+
+    @property
+    def data(self) -> DataBundle:
+        return self.pipeline.data
+
+    @property
+    def retriever(self) -> Recommender:
+        return self.pipeline.retriever
+
+    @property
+    def popular(self) -> Recommender:
+        assert self.pipeline.fallback is not None
+        return self.pipeline.fallback
+
+    @property
+    def _lock(self) -> threading.RLock:
+        """One request on the language model at a time: the pipeline's LLM lock."""
+        return self.pipeline.llm_lock
 
     # ---- users ---------------------------------------------------------------------------------------
     def is_known(self, user: str) -> bool:
@@ -207,22 +228,23 @@ class Service:
             if unknown:
                 raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
             seen = list(history or [])
-        stages = self._require_llm() if rerank or explain else None
-        pool = max(k, self.config.candidates) if rerank else k
-        model = self.retriever if seen else self.popular  # nothing to go on: the most popular items
-        retrieved = model.recommend(history=seen, k=pool, exclude=[*seen, *disliked], unknown_items="skip")
-        ranked, diagnostics = retrieved, None
-        if rerank and stages is not None and len(retrieved) > 1:
-            with self._lock, _llm_errors():
-                result = stages.reranker.rerank(seen, retrieved, user=user)
-            ranked, diagnostics = result.items, result.diagnostics.to_dict()
+        if rerank or explain:
+            self._require_llm()
+        try:
+            with _llm_errors():
+                outcome = self.pipeline.run(history=seen, k=k, exclude=sorted(disliked), rerank=rerank, explain=explain)
+        except RecllmError as exc:
+            if isinstance(exc, ServiceError):
+                raise
+            raise ServiceError(str(exc)) from exc
+        ranked = outcome.items
+        diagnostics = None
+        if outcome.rerank_diagnostics is not None:
+            diagnostics = outcome.rerank_diagnostics.to_dict()
             diagnostics.pop("raw_outputs", None)
-        ranked = ranked.top(k)
         reasons: list[tuple[str | None, bool | None]] = [(None, None)] * len(ranked)
-        if explain and stages is not None and len(ranked):
-            with self._lock, _llm_errors():
-                explained = stages.explainer.explain_many([(seen, item) for item in ranked.items])
-            reasons = [(e.text, not e.fallback_used) for e in explained]
+        if outcome.explanation_details:
+            reasons = [(e.text, not e.fallback_used) for e in outcome.explanation_details]
         items = tuple(self._card(item, score, reason, checked)
                       for (item, score), (reason, checked) in zip(zip(ranked.items, ranked.scores, strict=True),
                                                                   reasons, strict=True))
@@ -330,7 +352,8 @@ class Service:
                 note = f"{exc}; rules only, retriever order"
         extractor = LLMExtractor(stages.llm, self.data.catalog) if stages is not None and \
             self.config.chat_llm_extraction else RuleExtractor(self.data.catalog)
-        reranker = _Locked(stages.reranker, self._lock) if stages is not None and self.config.chat_rerank else None
+        reranker = _Locked(stages.reranker, self._lock) if stages is not None and stages.reranker is not None and \
+            self.config.chat_rerank else None
         recommender = ChatRecommender(self.data, self.retriever, self.popular, reranker=reranker,
                                       candidates=self.config.candidates, wishes=self.wish_matcher(),
                                       wish_weight=self.config.wish_weight)
@@ -371,7 +394,7 @@ class Service:
         except LLMUnavailableError as exc:
             log.warning("LLM unavailable: %s", exc)
 
-    def _require_llm(self) -> _LLMStages:
+    def _require_llm(self) -> LLMStages:
         if self.config.llm == "none":
             raise LLMUnavailableError("this service runs without a language model (llm = 'none')")
         if self._stages is not None:
@@ -387,19 +410,11 @@ class Service:
                     raise LLMUnavailableError(f"the language model is unavailable: {exc}") from exc
         return self._stages
 
-    def _build_stages(self) -> _LLMStages:
-        from recllm.llm import create_llm
+    def _build_stages(self) -> LLMStages:
         from recllm.llm.cache import CachedLLM
-        from recllm.rerank import create_reranker
-        from recllm.tasks import Explainer, RatingPredictor
 
-        base = self._llm or create_llm(self.config.llm)
-        llm = CachedLLM(base, self.store)
-        reranker = create_reranker(self.config.reranker, llm, self.data.catalog, **self.config.reranker_options)
-        explainer = Explainer(llm, self.data.catalog)
-        rater = RatingPredictor(llm, self.data.catalog, fallback=self.baseline) if llm.can_score else \
-            RatingPredictor(llm, self.data.catalog, mode="generate", fallback=self.baseline)
-        return _LLMStages(llm, reranker, explainer, rater)
+        return self.pipeline.attach_llm(self._llm, wrap=lambda model: CachedLLM(model, self.store),
+                                        rating_fallback=self.baseline)
 
     def _card(self, item: str, score: float, reason: str | None, checked: bool | None) -> RecommendedItem:
         facts = self.data.catalog[item]
@@ -416,7 +431,7 @@ class ChatTurnResult:
 class _Locked:
     """A proxy whose method calls hold the service's LLM lock: one request on the model at a time."""
 
-    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+    def __init__(self, inner: Any, lock: AbstractContextManager[Any]) -> None:
         self._inner, self._lock = inner, lock
 
     def __getattr__(self, name: str) -> Any:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -36,7 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from recllm.data.artifacts import recllm_home
+from recllm.artifacts import recllm_home
 from recllm.errors import ConfigError, RecllmError
 
 log = logging.getLogger(__name__)
@@ -395,6 +396,7 @@ def _read_version(connection: Connection) -> int:
 
 def _write_version(connection: Connection, version: int) -> None:
     table = _SchemaVersion.__table__
+    assert isinstance(table, Table)
     if connection.execute(select(_SchemaVersion.id).where(_SchemaVersion.id == 1)).first() is None:
         connection.execute(table.insert().values(id=1, version=version))
     else:

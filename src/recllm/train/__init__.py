@@ -1,4 +1,5 @@
-"""Training language models on recommendation data: instruction data, LoRA tuning, semantic IDs, TIGER.
+"""Training language models on recommendation data: instruction data, LoRA tuning, TALLRec scoring and
+semantic ids from item text (TIGER itself is a recommender: ``recllm.models.tiger``).
 
 Names are imported on first use, so ``import recllm.train`` does not load torch or transformers.
 """
@@ -11,13 +12,11 @@ from typing import Any
 _WHERE = {
     "InstructionConfig": "instructions", "InstructionSet": "instructions", "Example": "instructions",
     "build_instructions": "instructions", "build_heldout_examples": "instructions",
-    "tuned_catalog": "instructions", "catalog_for_llm": "instructions",
+    "tuned_catalog": "lora",
     "LoraTrainConfig": "lora", "TrainResult": "lora", "train_lora": "lora",
     "YesNoScores": "tallrec", "score_yes_no": "tallrec", "auc": "tallrec",
     "RQKMeans": "semantic_ids", "RQVAE": "semantic_ids", "SemanticIds": "semantic_ids",
     "build_semantic_ids": "semantic_ids",
-    "CodeTrie": "trie", "constrained_beam_search": "trie",
-    "TIGER": "tiger",
 }
 __all__ = sorted(_WHERE)
 

@@ -33,19 +33,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recllm.config import build, load_json_record
-from recllm.data.catalog import Item, ItemCatalog
+from recllm.config import build
+from recllm.data.catalog import ItemCatalog
 from recllm.data.dataset import Dataset
 from recllm.data.splits import Split
 from recllm.errors import ConfigError, RecllmError
 from recllm.llm.base import LLM
 from recllm.prompts import HistoryEntry, Prompt, PromptBuilder, Template, parse_template
+from recllm.prompts.naming import named_catalog
 from recllm.tasks.explain import template_explanation
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,11 @@ log = logging.getLogger(__name__)
 TASKS = ("next", "rank", "rate", "explain", "yesno")
 NAMINGS = ("title", "random-id", "semantic")
 RATED_TASKS = frozenset({"rate", "yesno"})
-NAMES_FILE = "item-names.json"
-"""Beside a tuned adapter: item id -> the name it was trained with (id namings only)."""
-SemanticNames = Mapping[str, str] | Callable[[str], str]
+class _TokenStrings(Protocol):
+    def token_strings(self, item: str) -> str: ...
+
+
+SemanticNames = Mapping[str, str] | Callable[[str], str] | _TokenStrings
 """Item id -> token string: a mapping, a callable, or an object with ``token_strings(item)`` (SemanticIds)."""
 
 
@@ -214,19 +216,6 @@ def _tolerant(function: Callable[[str], str]) -> Callable[[str], str | None]:
         except (KeyError, RecllmError):  # an item without a code (ConfigError, UnknownIdError)
             return None
     return get
-
-
-def named_catalog(catalog: ItemCatalog, names: Mapping[str, str] | None, *, facts: bool = False) -> ItemCatalog:
-    """The catalog whose titles are ``names`` (None: ``catalog`` itself); ``facts`` keeps year and genres."""
-    if names is None:
-        return catalog
-    seen: dict[str, str] = {}
-    for item, name in names.items():
-        if name in seen:
-            raise ConfigError(f"items '{seen[name]}' and '{item}' have the same name {name!r}: names must be unique")
-        seen[name] = item
-    return ItemCatalog(Item(id=i.id, title=names[i.id], year=i.year if facts else None,
-                            genres=i.genres if facts else ()) for i in catalog if i.id in names)
 
 
 def item_names(catalog: ItemCatalog, naming: str, *, seed: int = 0,
@@ -564,30 +553,3 @@ def build_heldout_examples(
         counts[task], skipped[task] = len(made), misses
         examples.extend(made)
     return InstructionSet(tuple(examples), prompts_catalog, names, cfg, counts, skipped)
-
-
-def tuned_catalog(out_dir: str | Path, catalog: ItemCatalog) -> ItemCatalog:
-    """The catalog to use with a model tuned in ``out_dir``: ``catalog`` itself for title naming, else the
-    items renamed to the ids the model was trained on (read from ``item-names.json``)."""
-    from recllm.llm.resolve import TRAIN_MARKER
-
-    out = Path(out_dir)
-    marker = out / TRAIN_MARKER
-    if not marker.exists():
-        raise ConfigError(f"{out} holds no training record ({TRAIN_MARKER})")
-    names_path = out / NAMES_FILE
-    if not names_path.exists():
-        return catalog
-    record = load_json_record(marker, what="training record")
-    names = load_json_record(names_path, what="item-name map")
-    facts = bool(record.get("instructions", {}).get("config", {}).get("id_facts", False))
-    return named_catalog(catalog, names, facts=facts)
-
-
-def catalog_for_llm(spec: str, catalog: ItemCatalog) -> ItemCatalog:
-    """``catalog`` as the LLM named by ``spec`` knows its items: renamed when ``spec`` is ``hf:FOLDER`` of an
-    adapter tuned with random or semantic ids, unchanged otherwise (so prompts name items as in training)."""
-    if not spec.startswith("hf:"):
-        return catalog
-    folder = Path(spec.removeprefix("hf:"))
-    return tuned_catalog(folder, catalog) if (folder / NAMES_FILE).is_file() else catalog

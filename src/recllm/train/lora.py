@@ -42,8 +42,9 @@ from recllm.config import build, load_json_record
 from recllm.errors import ConfigError
 from recllm.llm.resolve import ADAPTER_WEIGHTS, DEFAULT_SPECS, TRAIN_MARKER
 from recllm.progress import training_progress
+from recllm.prompts.naming import NAMES_FILE, tuned_catalog
 from recllm.torch_runtime import pick_device, torch_threads
-from recllm.train.instructions import NAMES_FILE, Example, InstructionSet, tuned_catalog
+from recllm.train.instructions import Example, InstructionSet
 
 __all__ = ["LoraTrainConfig", "StepRecord", "TrainResult", "train_lora", "tuned_catalog"]
 
@@ -234,8 +235,8 @@ def _split_eval(encoded: list[_Encoded], fraction: float, limit: int, seed: int)
         if len(held) >= want:
             break
     if not held:  # a single user: split that user's examples instead
-        rows = np.random.default_rng([seed, 7]).permutation(len(encoded))
-        held = sorted(int(r) for r in rows[:want])
+        order = np.random.default_rng([seed, 7]).permutation(len(encoded))
+        held = sorted(int(r) for r in order[:want])
     held_set = set(held)
     return [i for i in range(len(encoded)) if i not in held_set], sorted(held)
 
@@ -260,7 +261,7 @@ def _batch(rows: Sequence[_Encoded], pad_id: int, device: torch.device) -> dict[
 def _token_loss_sum(model: Any, batch: Mapping[str, torch.Tensor], keeps_logits: bool) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy of the target tokens of a batch, and how many there are."""
     keep = int(batch["keep"])
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    inputs: dict[str, Any] = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
     if keeps_logits:
         inputs["logits_to_keep"] = keep
     logits = model(**inputs, use_cache=False).logits[:, -keep:-1]
@@ -606,8 +607,9 @@ def _wrap(base: Any, cfg: LoraTrainConfig) -> Any:
         base.config.use_cache = False
     torch.manual_seed(cfg.seed)  # the LoRA A matrices are initialised randomly
     modules: Any = cfg.target_modules if isinstance(cfg.target_modules, str) else list(cfg.target_modules)
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=modules,
-                      bias="none", task_type="CAUSAL_LM")
+    # peft annotates lora_alpha as int; a float scales the adapter the same way
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
+                      target_modules=modules, bias="none", task_type="CAUSAL_LM")
     try:
         with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

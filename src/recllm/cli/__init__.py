@@ -229,7 +229,7 @@ def data_fetch(name: Annotated[str, typer.Argument(help="movielens-100k or movie
 @data_app.command("info")
 @cli_errors
 def data_info(dataset: DatasetOpt = "movielens-100k", verbose: VerboseOpt = False) -> None:
-    """Sizes, density and the rating and time ranges of a dataset."""
+    """Sizes, density, the rating and time ranges of a dataset, and the rating range its loader enforced."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
 
@@ -240,6 +240,8 @@ def data_info(dataset: DatasetOpt = "movielens-100k", verbose: VerboseOpt = Fals
             ("density", f"{len(ds) / (ds.n_users * ds.n_items):.4%}"), ("catalog items", f"{len(bundle.catalog):,}")]
     if ds.ratings is not None:
         rows.append(("ratings", f"{ds.ratings.min():g} .. {ds.ratings.max():g}, mean {ds.ratings.mean():.3f}"))
+    allowed = bundle.rating_range
+    rows.append(("rating range", "none" if allowed is None else f"{allowed[0]:g} .. {allowed[1]:g} (enforced)"))
     if ds.timestamps is not None:
         from datetime import UTC, datetime
 
@@ -274,7 +276,8 @@ def split_export(
 @cli_errors
 def fit(
     dataset: DatasetOpt = "movielens-100k",
-    model: Annotated[str, typer.Option(help="pop, itemknn, ease, als, bpr or sasrec.")] = "ease",
+    model: Annotated[str, typer.Option(help="A registered model: pop, itemknn, ease, als, bpr, sasrec, tiger "
+                                       "or a plugin's.")] = "ease",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE hyper-parameter.")] = None,
     out: Annotated[Path, typer.Option(help="Folder to save the model in.")] = Path("model"),
     verbose: VerboseOpt = False,
@@ -283,10 +286,12 @@ def fit(
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.models.registry import create_model
+    from recllm.pipeline import RetrieverConfig, build_retriever
 
     params = parse_params([f"{model}.{p}" for p in (param or [])], None).get(model, {})
-    recommender = create_model(model, params)
+    create_model(model, params)  # a misspelt name or option fails before the data is loaded
     bundle = load_dataset(dataset)
+    recommender = build_retriever(RetrieverConfig(model=model, params=params), bundle)
     with console.status(f"fitting {model} on {bundle.name}"):
         recommender.fit(bundle.dataset)
     recommender.save(out)
@@ -301,14 +306,20 @@ def recommend(
     k: Annotated[int, typer.Option(help="How many items.")] = 10,
     dataset: DatasetOpt = "movielens-100k",
     model_dir: Annotated[Path | None, typer.Option("--model-dir", help="A retriever saved by `recllm fit`; "
-                                                   "without it the default retriever is fitted on --dataset.")]
+                                                   "without it the --model retriever is fitted on --dataset.")]
     = None,
-    rerank: Annotated[str | None, typer.Option(help="Re-rank with an LLM: likelihood, verbalizer or listwise.")]
+    model: Annotated[str, typer.Option(help="Retriever to fit: any registered model (ease, sasrec, tiger, ...).")]
+    = "ease",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE retriever hyper-parameter, "
+                                                    "or RERANKER.KEY=VALUE for the re-ranker's options.")] = None,
+    rerank: Annotated[str | None, typer.Option(help="Re-rank with an LLM: likelihood, verbalizer, listwise or a "
+                                               "registered plugin.")]
     = None,
     candidates: Annotated[int, typer.Option(help="How many retrieved items the re-ranker sees.")] = 20,
     explain: Annotated[bool, typer.Option("--explain", help="Explain each item (checked against the catalog).")]
     = False,
-    llm: Annotated[str, typer.Option(help="LLM spec for re-ranking and explaining: hf, hf:PATH, openai:URL.")]
+    llm: Annotated[str, typer.Option(help="LLM spec for re-ranking and explaining: hf, hf:PATH, "
+                                     "openai:URL[,key=value...].")]
     = "hf",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: VerboseOpt = False,
@@ -317,10 +328,17 @@ def recommend(
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.models.base import Recommender
-    from recllm.pipeline import Pipeline, PipelineConfig, RerankerConfig
+    from recllm.pipeline import Pipeline, PipelineConfig, RerankerConfig, RetrieverConfig
 
-    config = PipelineConfig(dataset=dataset, explain=explain, explainer_llm=llm,
-                            reranker=RerankerConfig(name=rerank, llm=llm, candidates=candidates) if rerank else None)
+    options = parse_params([p if "." in p.partition("=")[0] else f"{model}.{p}" for p in (param or [])], None)
+    unknown = set(options) - {model, *([rerank] if rerank else [])}
+    if unknown:
+        raise ConfigError(f"--param names '{sorted(unknown)[0]}', which is neither the retriever '{model}' nor "
+                          "the re-ranker")
+    config = PipelineConfig(dataset=dataset, llm=llm, explain=explain,
+                            retriever=RetrieverConfig(model=model, params=options.get(model, {})),
+                            reranker=RerankerConfig(name=rerank, candidates=candidates,
+                                                    options=options.get(rerank, {})) if rerank else None)
     with console.status(f"loading {dataset}" + (" and the language model" if rerank or explain else "")):
         bundle = load_dataset(dataset)
         pipeline = Pipeline.from_config(config, data=bundle)
@@ -396,10 +414,10 @@ def serve(
 
     settings = ServiceConfig.from_toml(config) if config is not None else ServiceConfig()
     if llm is not None:
-        settings = settings.model_copy(update={"llm": llm})
+        settings = settings.with_llm(llm)
     Store(db).close()  # a bad URL or an unreachable database fails here, with one line
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(f"starting recllm on {settings.dataset} (retriever {settings.retriever.model}, LLM "
+    console.print(f"starting recllm on {settings.pipeline.dataset} (retriever {settings.pipeline.retriever.model}, LLM "
                   f"{settings.llm}, embedder {settings.embedder}); the first start fetches data and models")
 
     def ready(service: Service) -> None:
@@ -416,7 +434,7 @@ def main() -> None:
     app()
 
 
-from recllm.cli_train import train_app  # noqa: E402  (it imports the helpers above)
+from recllm.cli.train import train_app  # noqa: E402  (it imports the helpers above)
 
 app.add_typer(train_app, name="train")
 

@@ -163,13 +163,16 @@ def train_tiger(
     from recllm.data.registry import load_dataset
     from recllm.eval.protocols import evaluate_full, queries_for_test
     from recllm.eval.runner import make_split
-    from recllm.train.tiger import TIGER
+    from recllm.models.tiger import TIGER
+    from recllm.pipeline import RetrieverConfig, build_retriever
 
-    model = TIGER.from_config(_split_options(param, "tiger"))
-    with console.status(f"loading {dataset}"):
+    options = _split_options(param, "tiger")
+    TIGER.from_config(options)  # a bad option fails before the data is loaded
+    with console.status(f"loading {dataset} and embedding its item texts"):
         bundle = load_dataset(dataset)
         split = make_split(bundle)
-    model.with_catalog(bundle.catalog)
+        model = build_retriever(RetrieverConfig(model="tiger", params=options), bundle)
+    assert isinstance(model, TIGER)
     with console.status(f"training tiger on {bundle.name} (semantic ids, then the transformer)"):
         model.fit(split.train, valid=split.valid if len(split.valid) else None)
     assert model.semantic_ids_ is not None

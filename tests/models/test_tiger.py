@@ -14,9 +14,9 @@ from recllm.data import Item, ItemCatalog
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.models.base import MODEL_REGISTRY, Recommender
+from recllm.models.tiger import NOT_GENERATED, TIGER
+from recllm.models.trie import CodeTrie, StepFunction, constrained_beam_search
 from recllm.train.semantic_ids import SemanticIds, build_semantic_ids
-from recllm.train.tiger import NOT_GENERATED, TIGER
-from recllm.train.trie import CodeTrie, StepFunction, constrained_beam_search
 
 # ---- trie and beam search ---------------------------------------------------------------------------------
 CODES = np.array([[0, 1, 0], [0, 1, 1], [0, 2, 0], [2, 0, 0], [2, 2, 0]])

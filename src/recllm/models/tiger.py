@@ -16,8 +16,10 @@ retriever. With ``beam_exclude_history`` (default) beams are never spent on item
 set ``beam_size`` comfortably above the cut-off K of the evaluation (K + 10 or more).
 
 Where the item texts come from, first match wins: ``with_semantic_ids(ids)``; ``semantic_ids_dir`` (a
-folder written by ``SemanticIds.save``); ``with_catalog(catalog)``; ``catalog`` naming a dataset for
-``recllm.data.load_dataset`` (default ``"auto"``: the training dataset's own name, e.g. ``movielens-100k``).
+folder written by ``SemanticIds.save``); ``with_item_embeddings(...)`` or ``with_catalog(catalog, embeddings)``.
+TIGER reads item text (``recllm.models.text.ReadsItemText``): built through
+``recllm.pipeline.build_retriever`` it is handed the ``embedder``'s vectors of the catalog texts of
+``catalog`` (default ``"auto"``: the data being fitted, e.g. ``movielens-100k``).
 """
 
 from __future__ import annotations
@@ -26,21 +28,24 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional
 
+from recllm.config import checked
 from recllm.data.dataset import Dataset
-from recllm.errors import ConfigError, DataError
+from recllm.errors import ConfigError
 from recllm.models.base import Recommender, register
 from recllm.models.early_stopping import EpochOutcome, train_epochs
+from recllm.models.semantic_ids import SemanticIds, quantise_items
+from recllm.models.text import ItemEmbeddings
+from recllm.models.trie import CodeTrie, constrained_beam_search
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.torch_runtime import loadable_device, pick_device, torch_threads
-from recllm.train.semantic_ids import SemanticIds, build_semantic_ids
-from recllm.train.trie import CodeTrie, constrained_beam_search
 
 if TYPE_CHECKING:
     from recllm.data.catalog import ItemCatalog
@@ -87,7 +92,8 @@ class _TigerNet(nn.Module):
 
     def code_tokens(self, codes: torch.Tensor) -> torch.Tensor:
         """Token ids of code tuples (..., t) whose column l is a level-l code."""
-        return codes + self.offsets[:codes.shape[-1]] + _FIRST_CODE
+        offsets = self.get_buffer("offsets")
+        return codes + offsets[:codes.shape[-1]] + _FIRST_CODE
 
     def encode(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Memory (B, S, H) and its padding mask of left-padded histories given as code tuples (B, W, depth),
@@ -127,50 +133,38 @@ class TIGER(Recommender):
 
     name = "tiger"
 
+    @checked()
     def __init__(
         self,
-        max_items: int = 20,
-        hidden: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        ff_dim: int = 512,
-        dropout: float = 0.1,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        batch_size: int = 256,
-        epochs: int = 100,
-        patience: int = 5,
-        eval_every: int = 1,
-        max_targets_per_user: int = 50,
-        beam_size: int = 20,
+        max_items: Annotated[int, Field(ge=1, description="newest history items the encoder reads")] = 20,
+        hidden: Annotated[int, Field(ge=1)] = 128,
+        n_layers: Annotated[int, Field(ge=1)] = 2,
+        n_heads: Annotated[int, Field(ge=1)] = 4,
+        ff_dim: Annotated[int, Field(ge=1)] = 512,
+        dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1,
+        lr: Annotated[float, Field(gt=0.0)] = 1e-3,
+        weight_decay: Annotated[float, Field(ge=0.0)] = 0.01,
+        batch_size: Annotated[int, Field(ge=1)] = 256,
+        epochs: Annotated[int, Field(ge=1)] = 100,
+        patience: Annotated[int, Field(ge=1)] = 5,
+        eval_every: Annotated[int, Field(ge=1)] = 1,
+        max_targets_per_user: Annotated[int, Field(ge=1)] = 50,
+        beam_size: Annotated[int, Field(ge=1)] = 20,
         beam_exclude_history: bool = True,
         ids_method: Literal["rqkmeans", "rqvae"] = "rqkmeans",
-        levels: int = 3,
-        codebook_size: int = 256,
+        levels: Annotated[int, Field(ge=1)] = 3,
+        codebook_size: Annotated[int, Field(ge=2)] = 256,
         catalog: str = "auto",
         semantic_ids_dir: str | None = None,
         embedder: str = "st",
         seed: int = 0,
         device: str = "auto",
         amp: bool = True,
-        num_threads: int = 0,
+        num_threads: Annotated[int, Field(ge=0)] = 0,
     ) -> None:
         super().__init__()
         if hidden % n_heads:
             raise ConfigError(f"tiger: hidden ({hidden}) must be divisible by n_heads ({n_heads})")
-        for label, value in (("max_items", max_items), ("hidden", hidden), ("n_layers", n_layers),
-                             ("n_heads", n_heads), ("ff_dim", ff_dim), ("batch_size", batch_size),
-                             ("epochs", epochs), ("patience", patience), ("eval_every", eval_every),
-                             ("max_targets_per_user", max_targets_per_user), ("beam_size", beam_size),
-                             ("levels", levels)):
-            if value < 1:
-                raise ConfigError(f"tiger: {label} must be at least 1, got {value}")
-        if codebook_size < 2:
-            raise ConfigError(f"tiger: codebook_size must be at least 2, got {codebook_size}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"tiger: dropout must be in [0, 1), got {dropout}")
-        if ids_method not in ("rqkmeans", "rqvae"):
-            raise ConfigError(f"tiger: ids_method must be 'rqkmeans' or 'rqvae', got '{ids_method}'")
         self.max_items = max_items
         self.hidden = hidden
         self.n_layers = n_layers
@@ -206,6 +200,7 @@ class TIGER(Recommender):
         self._given_ids: SemanticIds | None = None
         self._given_catalog: ItemCatalog | None = None
         self._given_embeddings: np.ndarray | None = None
+        self._given_item_embeddings: ItemEmbeddings | None = None
 
     # ---- where the semantic ids come from ---------------------------------------------------------
     def with_semantic_ids(self, semantic_ids: SemanticIds) -> Self:
@@ -213,11 +208,23 @@ class TIGER(Recommender):
         self._given_ids = semantic_ids
         return self
 
-    def with_catalog(self, catalog: ItemCatalog, embeddings: np.ndarray | None = None) -> Self:
-        """Build ids in ``fit`` from this catalog's texts, or from ``embeddings`` (rows in item-vocab order)."""
+    def with_catalog(self, catalog: ItemCatalog, embeddings: np.ndarray) -> Self:
+        """Build ids in ``fit`` from ``embeddings`` of this catalog's item texts (rows in item-vocab order)."""
         self._given_catalog = catalog
-        self._given_embeddings = embeddings
+        self._given_embeddings = np.asarray(embeddings)
         return self
+
+    def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
+        """Build ids in ``fit`` from these item-text embeddings (aligned to the training items there)."""
+        self._given_item_embeddings = embeddings
+        return self
+
+    def text_source(self) -> str | None:
+        return None if self.catalog == "auto" else self.catalog
+
+    def needs_item_embeddings(self) -> bool:
+        return (self._given_ids is None and self.semantic_ids_dir is None and self._given_embeddings is None
+                and self._given_item_embeddings is None)
 
     def _semantic_ids_for(self, dataset: Dataset) -> SemanticIds:
         item_ids = list(dataset.item_vocab.ids)
@@ -225,25 +232,17 @@ class TIGER(Recommender):
             return self._given_ids.aligned(item_ids)
         if self.semantic_ids_dir is not None:
             return SemanticIds.load(self.semantic_ids_dir).aligned(item_ids)
-        catalog = self._given_catalog
-        if catalog is None and self._given_embeddings is None:
-            catalog = self._load_catalog(dataset)
-        return build_semantic_ids(catalog, item_ids, method=self.ids_method, embedder=self.embedder,
-                                  embeddings=self._given_embeddings, levels=self.levels,
-                                  codebook_size=self.codebook_size, seed=self.seed)
-
-    def _load_catalog(self, dataset: Dataset) -> ItemCatalog:
-        from recllm.data.registry import PINNED, load_dataset
-
-        name = dataset.name if self.catalog == "auto" else self.catalog
-        if self.catalog == "auto" and name not in PINNED:
-            raise ConfigError(f"tiger: cannot find item texts for dataset '{dataset.name}'; set catalog to a "
-                              "dataset name (e.g. 'movielens-100k' or 'files:CONFIG.toml'), semantic_ids_dir, "
-                              "or call with_catalog(...) / with_semantic_ids(...) before fit")
-        try:
-            return load_dataset(name).catalog
-        except DataError as exc:
-            raise ConfigError(f"tiger: catalog '{name}' could not be loaded: {exc}") from None
+        if self._given_item_embeddings is not None:
+            vectors = self._given_item_embeddings.aligned(item_ids)
+        elif self._given_embeddings is not None:
+            vectors = self._given_embeddings
+        else:
+            raise ConfigError(f"tiger: cannot find item texts for dataset '{dataset.name}'; build the model with "
+                              "recllm.pipeline.build_retriever (as evaluate, recommend and serve do: it embeds the "
+                              "catalog), set semantic_ids_dir, or call with_item_embeddings(...) / "
+                              "with_semantic_ids(...) before fit")
+        return quantise_items(item_ids, vectors, method=self.ids_method, levels=self.levels,
+                              codebook_size=self.codebook_size, seed=self.seed)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _torch_device(self) -> torch.device:
