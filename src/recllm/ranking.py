@@ -30,8 +30,11 @@ def pessimistic_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best scores per row, best first; ties go to the lower item index.
 
-    Entries scoring -inf are never returned ahead of finite ones; callers trim them if needed.
+    Entries scoring -inf are never returned ahead of finite ones; callers trim them if needed. NaN scores
+    (an unscorable item) rank like -inf, last.
     """
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     n = scores.shape[1]
     k = min(k, n)
     if k <= 0:

@@ -134,6 +134,9 @@ class Recommender(ABC):
             raise RecllmError(f"k must be at least 1, got {k}")
         if (user is None) == (history is None):
             raise RecllmError("recommend needs exactly one of `user` or `history`")
+        for label, value in (("history", history), ("candidates", candidates)):
+            if isinstance(value, str):
+                raise RecllmError(f"{label} must be a list of item ids, not one string ({value[:40]!r})")
         if user is not None:
             user_index = self.user_vocab.index(user)
             seq = self.history_of(user_index)

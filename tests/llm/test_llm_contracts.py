@@ -1,0 +1,114 @@
+"""The LLM backends and the embedder against ``recllm.testing``'s contracts: the hf backend on the real default
+model, and the openai backend talking over HTTP to recllm's own OpenAI-compatible server (uvicorn on a free
+loopback port, in a thread, serving that same in-process model), by both of its scoring routes and without
+scoring."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import uvicorn
+
+from recllm.llm import LLM, Completion, Embedder, GenerationRequest
+from recllm.llm.openai_backend import OpenAIBackend
+from recllm.llm.server import create_app
+from recllm.testing import EmbedderContract, LLMBackendContract
+from servers import free_port
+
+
+@pytest.fixture(scope="module")
+def server_url(llm: LLM) -> Iterator[str]:
+    """``create_app(llm)`` behind uvicorn on 127.0.0.1 in a daemon thread; yields the ``/v1`` base URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(llm), host="127.0.0.1", port=free_port(),
+                                           log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class TestHFBackend(LLMBackendContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_llm(cls, llm: LLM) -> LLM:
+        assert llm.backend == "hf"
+        return llm
+
+
+class OverHTTP(LLMBackendContract):
+    """The openai backend against the local server, with the given constructor options."""
+
+    options: ClassVar[dict[str, object]] = {}
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_llm(cls, server_url: str) -> Iterator[LLM]:
+        with OpenAIBackend(server_url, **cls.options) as backend:  # type: ignore[arg-type]
+            yield backend
+
+
+class TestOpenAIBackendWithTheRecllmExtension(OverHTTP):
+    options: ClassVar[dict[str, object]] = {"can_score": True}
+
+
+class TestOpenAIBackendWithEchoScoring(OverHTTP):
+    """Scoring through the plain OpenAI API (``/completions`` with ``echo`` and ``logprobs``), as on vLLM."""
+
+    options: ClassVar[dict[str, object]] = {"can_score": True, "extension": False}
+
+
+class TestOpenAIBackendWithoutScoring(OverHTTP):
+    """The default: a server is not assumed to score, so scoring must be refused with a CapabilityError."""
+
+    def test_the_default_backend_does_not_claim_to_score(self, contract_llm: LLM) -> None:
+        assert contract_llm.can_score is False and contract_llm.can_schema is False
+
+
+class TestSentenceTransformerEmbedder(EmbedderContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_embedder(cls, embedder: Embedder) -> Embedder:
+        return embedder
+
+
+# ---- the contract catches broken backends -----------------------------------------------------------------
+class Careless(LLM):
+    """Writes one token past the limit and gives continuations a log-probability above 0."""
+
+    backend = "careless"
+
+    def __init__(self) -> None:
+        super().__init__("careless-1")
+
+    @property
+    def can_score(self) -> bool:
+        return True
+
+    def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        return [Completion("word " * (r.max_new_tokens + 1), "length", 5, r.max_new_tokens + 1) for r in requests]
+
+    def _logprobs(self, prompt: str, continuations: list[str]) -> np.ndarray:
+        return np.full(len(continuations), 0.5)
+
+
+class Unchecked(LLMBackendContract):
+    """The contract, called by hand (never collected: no Test prefix)."""
+
+
+@pytest.mark.parametrize("check", [Unchecked.test_one_completion_per_request_within_the_token_limit,
+                                   Unchecked.test_logprobs_are_finite_non_positive_float64])
+def test_the_contract_fails_a_careless_backend(check: Callable[[Unchecked, LLM], None]) -> None:
+    with pytest.raises(AssertionError):
+        check(Unchecked(), Careless())
