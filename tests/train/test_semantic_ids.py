@@ -157,7 +157,9 @@ class CountingEmbedder(Embedder):
         return np.stack([np.random.default_rng(sum(map(ord, t))).normal(size=8) for t in texts])
 
 
-def test_item_texts_come_from_the_catalog_and_feed_the_embedder() -> None:
+def test_item_texts_come_from_the_catalog_and_feed_the_embedder(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECLLM_HOME", str(tmp_path))  # a fresh embedding store: the embedder must be asked
     catalog = ItemCatalog([Item("m1", "Usual Suspects, The", 1995, ("Crime", "Thriller")),
                            Item("m2", "Heat", 1995, ("Action",)), Item("m3", "Alien", 1979)])
     texts = item_texts(catalog, ["m1", "m2", "zz"])
