@@ -114,3 +114,35 @@ def test_export_and_read_back(ml100k: DataBundle, tmp_path: Path):
     for part in ("train", "valid", "test"):
         ours, theirs = getattr(split, part).to_frame(), getattr(back, part).to_frame()
         assert ours.astype(str).values.tolist() == theirs.astype(str).values.tolist()
+
+
+def test_sequential_export_has_every_prefix_and_the_full_protocol_histories(ml100k: DataBundle, tmp_path: Path):
+    """RecBole's sequential models read item_id_list prefixes; the files hold exactly recllm's examples."""
+    split = leave_one_out(ml100k.dataset)
+    export_split(split, tmp_path, name="ml-100k", max_history=50)
+    folder = tmp_path / "ml-100k-seq"
+    parts = {}
+    for part in ("train", "valid", "test"):
+        lines = (folder / f"ml-100k-seq.{part}.inter").read_text().splitlines()
+        assert lines[0] == "user_id:token\titem_id_list:token_seq\titem_id:token"
+        parts[part] = [line.split("\t") for line in lines[1:]]
+    train, ids = split.train, split.train.item_vocab.ids
+    assert len(parts["train"]) == sum(len(s) - 1 for s in train.sequences() if len(s) > 1)
+    assert len(parts["valid"]) == len(split.valid) and len(parts["test"]) == len(split.test)
+    assert all(1 <= len(history.split(" ")) <= 50 for _, history, _ in parts["train"])
+    user, history, target = parts["test"][0]
+    u = train.user_vocab.index(user)
+    full = [ids[i] for i in train.sequence(u)] + [ids[i] for i in split.valid.sequence(u)]
+    assert history.split(" ") == full[-50:] and target == ids[int(split.test.sequence(u)[0])]
+    assert not (folder / "item-tokens.tsv").exists()  # MovieLens-100K ids have no spaces: written as they are
+
+
+def test_sequential_export_maps_item_ids_with_spaces_to_tokens(tmp_path: Path):
+    data = Dataset.from_ids(["u", "u", "u", "v", "v", "v"], ["Heat (1995)", "Alien (1979)", "Up (2009)"] * 2,
+                            timestamps=np.arange(6), name="spaced")
+    export_split(leave_one_out(data), tmp_path, name="spaced")
+    folder = tmp_path / "spaced-seq"
+    mapping = dict(line.split("\t") for line in (folder / "item-tokens.tsv").read_text().splitlines()[1:])
+    test = [line.split("\t") for line in (folder / "spaced-seq.test.inter").read_text().splitlines()[1:]]
+    assert [mapping[t] for t in test[0][1].split(" ")] == ["Heat (1995)", "Alien (1979)"]
+    assert mapping[test[0][2]] == "Up (2009)"

@@ -114,9 +114,49 @@ RECBOLE_HEADER = {"user": "user_id:token", "item": "item_id:token", "rating": "r
                   "timestamp": "timestamp:float"}
 
 
-def export_split(split: Split, directory: str | Path, *, name: str | None = None) -> list[Path]:
-    """Write the split as plain TSV (train/valid/test.tsv) and as RecBole atomic benchmark files
-    (NAME/NAME.{train,valid,test}.inter, loaded with ``benchmark_filename: [train, valid, test]``)."""
+SEQUENCE_HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token"
+
+
+def sequence_rows(split: Split, max_history: int = 50) -> dict[str, list[tuple[str, list[str], str]]]:
+    """The split as next-item examples for sequential toolkits: (user, newest ``max_history`` items before the
+    target, target). Train holds one example per training interaction after a user's first (every prefix);
+    valid predicts each validation item from the whole training sequence; test predicts each test item from
+    training plus validation, exactly the histories recllm's ``full`` protocol uses."""
+    train, valid, test = split.train, split.valid, split.test
+    item_ids, user_ids = sequence_tokens(split), train.user_vocab.ids
+    out: dict[str, list[tuple[str, list[str], str]]] = {"train": [], "valid": [], "test": []}
+    histories: dict[int, list[int]] = {}
+    for user in range(train.n_users):
+        seq = [int(i) for i in train.sequence(user)]
+        histories[user] = seq
+        for j in range(1, len(seq)):
+            out["train"].append((user_ids[user], [item_ids[i] for i in seq[max(0, j - max_history):j]],
+                                 item_ids[seq[j]]))
+    for part, ds in (("valid", valid), ("test", test)):
+        for user in range(ds.n_users):
+            targets = [int(i) for i in ds.sequence(user)]
+            for target in targets:
+                seq = histories.setdefault(user, [])
+                if seq:
+                    out[part].append((user_ids[user], [item_ids[i] for i in seq[-max_history:]], item_ids[target]))
+            if part == "valid":
+                histories[user] = histories.get(user, []) + targets
+    return out
+
+
+def sequence_tokens(split: Split) -> list[str]:
+    """The item tokens of the sequential files: the item ids, or ``i<index>`` for every item when some id holds
+    whitespace (a ``token_seq`` field is split on spaces; MovieLens-1M ids are "Title (Year)")."""
+    ids = [str(i) for i in split.train.item_vocab.ids]
+    return [f"i{k}" for k in range(len(ids))] if any(any(c.isspace() for c in i) for i in ids) else ids
+
+
+def export_split(split: Split, directory: str | Path, *, name: str | None = None,
+                 max_history: int = 50) -> list[Path]:
+    """Write the split as plain TSV (train/valid/test.tsv), as RecBole atomic benchmark files for general
+    models (NAME/NAME.{train,valid,test}.inter, loaded with ``benchmark_filename: [train, valid, test]``) and
+    for sequential models such as RecBole's SASRec (NAME-seq/NAME-seq.*.inter with the ``item_id_list``
+    prefix of each example, at most ``max_history`` items: set ``MAX_ITEM_LIST_LENGTH`` to match)."""
     out = Path(directory)
     name = name or split.train.name
     atomic = out / name
@@ -129,12 +169,42 @@ def export_split(split: Split, directory: str | Path, *, name: str | None = None
         recbole = atomic / f"{name}.{part}.inter"
         frame.rename(columns=RECBOLE_HEADER).to_csv(recbole, sep="\t", index=False, float_format="%.10g")
         written += [plain, recbole]
+    sequential = out / f"{name}-seq"
+    sequential.mkdir(parents=True, exist_ok=True)
+    for part, rows in sequence_rows(split, max_history).items():
+        path = sequential / f"{name}-seq.{part}.inter"
+        with path.open("w") as handle:
+            handle.write(SEQUENCE_HEADER + "\n")
+            for user, history, target in rows:
+                handle.write(f"{user}\t{' '.join(history)}\t{target}\n")
+        written.append(path)
+    config = sequential / "recbole-sequential.yaml"
+    config.write_text(
+        f"# RecBole 1.2.1, sequential models on exactly this split (data_path: the folder above this one)\n"
+        f"dataset: {name}-seq\nbenchmark_filename: [train, valid, test]\n"
+        "load_col: {inter: [user_id, item_id_list, item_id]}\nalias_of_item_id: [item_id_list]\n"
+        f"MAX_ITEM_LIST_LENGTH: {max_history}\n"
+        "eval_args: {order: TO, mode: full}\ntrain_neg_sample_args: ~\nloss_type: CE\nvalid_metric: NDCG@10\n"
+        "# RecBole's sequential full ranking does not remove the history items: score recllm's way (history\n"
+        "# excluded, ties pessimistic) from the model's scores to compare with recllm's figures\n")
+    written.append(config)
+    tokens = sequence_tokens(split)
+    if tokens != [str(i) for i in split.train.item_vocab.ids]:
+        mapping = sequential / "item-tokens.tsv"
+        pd.DataFrame({"token": tokens, "item": split.train.item_vocab.ids}).to_csv(mapping, sep="\t", index=False)
+        written.append(mapping)
     readme = out / "SPLIT.md"
     readme.write_text(
         f"# {split.kind} split of {name}\n\n" + "\n".join(f"- {k}: {v}" for k, v in split.summary().items())
         + "\n\nPlain files: train.tsv, valid.tsv, test.tsv (columns user, item, rating, timestamp).\n"
-        f"RecBole: data_path pointing at this folder, dataset: {name}, "
-        "benchmark_filename: [train, valid, test].\n")
+        f"RecBole, general models: data_path pointing at this folder, dataset: {name}, "
+        "benchmark_filename: [train, valid, test].\n"
+        f"RecBole, sequential models (SASRec, GRU4Rec, ...): dataset: {name}-seq, benchmark_filename: "
+        f"[train, valid, test], MAX_ITEM_LIST_LENGTH: {max_history}; every training interaction after a user's "
+        "first is one example (its prefix in item_id_list); valid and test predict the held-out item from the "
+        f"whole history before it; {name}-seq/recbole-sequential.yaml holds the settings RecBole needs for these "
+        "files. Item ids with spaces are written as i<index> tokens (item-tokens.tsv maps "
+        "them back).\n")
     written.append(readme)
     return written
 
