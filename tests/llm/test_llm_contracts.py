@@ -83,6 +83,17 @@ class TestSentenceTransformerEmbedder(EmbedderContract):
         return embedder
 
 
+class TestLanguageModelEmbedder(EmbedderContract):
+    """Mean hidden states of the default model (embedder ``lm``), built by name as configurations build it."""
+
+    tolerance = 1e-4  # a padded batch and a single text take slightly different float paths
+
+    def make_embedder(self) -> Embedder:
+        from recllm.llm import create_embedder
+
+        return create_embedder("lm", batch_size=2)
+
+
 # ---- the contract catches broken backends -----------------------------------------------------------------
 class Careless(LLM):
     """Writes one token past the limit and gives continuations a log-probability above 0."""

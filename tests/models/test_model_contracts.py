@@ -14,7 +14,10 @@ import pytest
 
 from recllm.data import ItemList
 from recllm.models import MostPopular, Recommender, create_model, model_names
+from recllm.models.sasrec import SASRec
 from recllm.models.semantic_ids import quantise_items
+from recllm.models.text import ItemEmbeddings
+from recllm.models.text_similarity import TextSimilarity
 from recllm.models.tiger import TIGER
 from recllm.testing import RING, FittedCase, RecommenderContract, ring_dataset
 
@@ -91,6 +94,34 @@ class TestTIGER(RegisteredModel):
         items = [f"i{k}" for k in range(RING)]
         embeddings = np.random.default_rng(0).normal(size=(RING, 8))
         return model.with_semantic_ids(quantise_items(items, embeddings, levels=2, codebook_size=4))
+
+
+def ring_text() -> ItemEmbeddings:
+    """Item-text vectors of the ring items: neighbours on the ring get similar vectors."""
+    angles = 2 * np.pi * np.arange(RING) / RING
+    vectors = np.stack([np.cos(angles), np.sin(angles), np.cos(2 * angles), np.sin(2 * angles)], axis=1)
+    return ItemEmbeddings(tuple(f"i{k}" for k in range(RING)), vectors.astype(np.float32))
+
+
+class TestTextSimilarity(RegisteredModel):
+    name = "text"
+
+    def make_model(self) -> Recommender:
+        model = create_model(self.name)
+        assert isinstance(model, TextSimilarity)
+        return model.with_item_embeddings(ring_text())
+
+
+class TestSASRecWithText(RegisteredModel):
+    """SASRec with a semantic view of item text beside its id embeddings."""
+
+    name = "sasrec"
+    params: ClassVar[dict[str, Any]] = {**SASREC, "text": "concat", "adapter_hidden": 8}
+
+    def make_model(self) -> Recommender:
+        model = create_model(self.name, self.params)
+        assert isinstance(model, SASRec)
+        return model.with_item_embeddings(ring_text())
 
 
 # ---- the contract catches broken models ---------------------------------------------------------------------

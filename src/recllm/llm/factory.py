@@ -20,6 +20,7 @@ LLM_BACKENDS.register("openai", "recllm.llm.openai_backend:OpenAIBackend")
 EMBEDDERS: Registry[type[Embedder]] = Registry("embedder", "recllm.embedders")
 """Sentence embedders by name (plugins: the ``recllm.embedders`` entry-point group)."""
 EMBEDDERS.register("st", "recllm.llm.embedder:SentenceTransformerEmbedder", aliases=("minilm", "default"))
+EMBEDDERS.register("lm", "recllm.llm.lm_embedder:LMEmbedder")
 
 PLANNED_BACKENDS = ("llamacpp",)
 REQUIRES_TARGET = {"openai": "the server's base URL, e.g. 'openai:http://127.0.0.1:8001/v1'"}
@@ -59,7 +60,8 @@ def create_llm(spec: str = "hf", *, cache: bool | str | Path | CacheStore | None
 
 
 def create_embedder(spec: str = "st", **options: Any) -> Embedder:
-    """An Embedder from ``spec``: ``"st"`` or ``"minilm"`` (pinned all-MiniLM-L6-v2), or ``"st:PATH_OR_ID"``."""
+    """An Embedder from ``spec``: ``"st"`` or ``"minilm"`` (pinned all-MiniLM-L6-v2), ``"st:PATH_OR_ID"``, or
+    ``"lm"`` / ``"lm:PATH"`` (mean hidden states of a causal language model, the pinned default or a folder)."""
     embedder: Embedder = _build(EMBEDDERS, spec, "embedder", options)
     return embedder
 

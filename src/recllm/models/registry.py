@@ -14,6 +14,7 @@ _BUILT_IN = {
     "bpr": "recllm.models.matrix_factorization:BPR",
     "sasrec": "recllm.models.sasrec:SASRec",
     "tiger": "recllm.models.tiger:TIGER",
+    "text": "recllm.models.text_similarity:TextSimilarity",
 }
 for _name, _path in _BUILT_IN.items():
     if _name not in MODELS:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from recllm.errors import ConfigError
 from recllm.models import ptum
 from recllm.models.base import Recommender, register
 from recllm.models.early_stopping import EpochOutcome, train_epochs
+from recllm.models.text import ItemEmbeddings
 from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.torch_runtime import loadable_device, pick_device, torch_threads
@@ -111,15 +112,44 @@ class _Block(nn.Module):
         return x + self.drop(self.ffn(self.ffn_norm(x)))
 
 
+def _init_from_text(weights: torch.Tensor, text: torch.Tensor) -> None:
+    """Id embeddings (n_items + 1, H) initialised in place from the top-H principal components of the item-text
+    vectors (row 0, padding, stays zero), scaled to the spread of the initialisation they replace."""
+    rows = text[1:].double()
+    centred = rows - rows.mean(dim=0, keepdim=True)
+    u, s, _ = torch.linalg.svd(centred, full_matrices=False)
+    width = min(weights.shape[1], len(s))
+    projected = (u[:, :width] * s[:width]).float()
+    with torch.no_grad():
+        scale = weights[1:].std() / projected.std().clamp_min(1e-12)
+        weights[1:].zero_()
+        weights[1:, :width] = projected * scale
+        weights[PAD].zero_()
+
+
 class _SASRecNet(nn.Module):
-    """Embeddings, causal transformer blocks and a final LayerNorm; logits use the item embeddings."""
+    """Embeddings, causal transformer blocks and a final LayerNorm; logits use the item table.
+
+    The item table is the learned id embeddings, or (``fusion`` "concat" / "add") those together with a
+    semantic view: frozen item-text vectors ``text`` (n_items + 1, d; row 0 padding) through a two-layer
+    adapter, beside (concatenated to half of ``hidden``) or added to the id embeddings.
+    """
 
     def __init__(self, n_items: int, max_len: int, hidden: int, n_blocks: int, n_heads: int,
-                 dropout: float) -> None:
+                 dropout: float, *, text: torch.Tensor | None = None, fusion: str = "none",
+                 adapter_hidden: int = 256) -> None:
         super().__init__()
         self.max_len = max_len
         self.hidden = hidden
-        self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=PAD)
+        self.fusion = fusion if text is not None else "none"
+        semantic = hidden // 2 if self.fusion == "concat" else hidden
+        id_dim = hidden - semantic if self.fusion == "concat" else hidden
+        self.item_emb = nn.Embedding(n_items + 1, id_dim, padding_idx=PAD)
+        if self.fusion in ("concat", "add"):
+            assert text is not None
+            self.register_buffer("text", text.float())
+            self.adapter = nn.Sequential(nn.Linear(text.shape[1], adapter_hidden), nn.GELU(),
+                                         nn.Linear(adapter_hidden, semantic))
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(_Block(hidden, n_heads, dropout) for _ in range(n_blocks))
@@ -148,7 +178,7 @@ class _SASRecNet(nn.Module):
         length = tokens.shape[1]
         real = tokens != PAD
         positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)
-        items = self.item_emb(tokens)
+        items = functional.embedding(tokens, self.item_table())
         if masked is not None and mask_vector is not None:
             items = torch.where(masked[..., None], mask_vector.to(items.dtype), items)
         x = items * math.sqrt(self.hidden) + self.pos_emb(positions)[None]
@@ -163,9 +193,19 @@ class _SASRecNet(nn.Module):
             x = block(x, allowed) * real[..., None]
         return self.final_norm(x)
 
+    def item_table(self) -> torch.Tensor:
+        """Item representations (n_items + 1, H), row 0 (padding) zero: input and output embeddings alike."""
+        if self.fusion not in ("concat", "add"):
+            return self.item_emb.weight
+        semantic = self.adapter(self.get_buffer("text"))
+        semantic = torch.cat([torch.zeros_like(semantic[:1]), semantic[1:]])
+        if self.fusion == "concat":
+            return torch.cat([self.item_emb.weight, semantic], dim=1)
+        return self.item_emb.weight + semantic
+
     def item_weights(self) -> torch.Tensor:
         """Output embeddings of the real items (n_items, H), padding row left out."""
-        return self.item_emb.weight[1:]
+        return self.item_table()[1:]
 
 
 @register
@@ -177,6 +217,18 @@ class SASRec(Recommender):
     (``mbp``, ``nbp`` or ``both``) first runs ``pretrain_epochs`` of PTUM self-supervised pre-training
     (``recllm.models.ptum``: ``mask_share`` of the items masked, the next ``next_k`` items predicted) at
     ``pretrain_lr`` (default ``lr``).
+
+    ``windows="last"`` trains on each user's newest ``max_len + 1`` items (the original recipe); ``"all"``
+    cuts every sequence into windows of ``max_len + 1`` items from the newest back, so each training
+    interaction is a target once per epoch however long the history (RecBole's prefixes do the same). The
+    learning rate rises linearly over ``warmup_epochs`` and then stays (``lr_schedule="constant"``) or
+    follows a cosine down to ``min_lr_ratio * lr`` at ``epochs`` (``"cosine"``).
+
+    Item text (``text`` other than ``"none"``; the model then follows ``ReadsItemText`` and gets the
+    ``embedder``'s vectors of the catalog texts from the composition layer): ``"concat"`` puts a semantic view
+    (the frozen vectors through an ``adapter_hidden``-wide two-layer adapter) beside the id embeddings, half of
+    ``hidden`` each, as in LLM-ESR's dual view; ``"add"`` adds it to full-width id embeddings; ``"init"``
+    starts the id embeddings from the vectors' principal components and trains them freely.
     """
 
     name = "sasrec"
@@ -205,6 +257,14 @@ class SASRec(Recommender):
         mask_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2,
         next_k: Annotated[int, Field(ge=1)] = 3,
         pretrain_lr: Annotated[float, Field(gt=0.0)] | None = None,
+        windows: Literal["last", "all"] = "last",
+        warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
+        text: Literal["none", "concat", "add", "init"] = "none",
+        embedder: str = "st",
+        text_catalog: str = "auto",
+        adapter_hidden: Annotated[int, Field(ge=1)] = 256,
     ) -> None:
         super().__init__()
         if hidden % n_heads:
@@ -230,6 +290,15 @@ class SASRec(Recommender):
         self.mask_share = mask_share
         self.next_k = next_k
         self.pretrain_lr = pretrain_lr
+        self.windows = windows
+        self.warmup_epochs = warmup_epochs
+        self.lr_schedule = lr_schedule
+        self.min_lr_ratio = min_lr_ratio
+        self.text = text
+        self.embedder = embedder
+        self.text_catalog = text_catalog
+        self.adapter_hidden = adapter_hidden
+        self._item_embeddings: ItemEmbeddings | None = None
         self.net: _SASRecNet | None = None
         self.history_: list[dict[str, Any]] = []
         self.pretrain_history_: list[dict[str, Any]] = []
@@ -239,9 +308,36 @@ class SASRec(Recommender):
     def _torch_device(self) -> torch.device:
         return pick_device(self.device)
 
-    def _build(self, n_items: int) -> _SASRecNet:
-        net = _SASRecNet(n_items, self.max_len, self.hidden, self.n_blocks, self.n_heads, self.dropout)
+    def _build(self, n_items: int, text: torch.Tensor | None = None) -> _SASRecNet:
+        net = _SASRecNet(n_items, self.max_len, self.hidden, self.n_blocks, self.n_heads, self.dropout,
+                         text=text, fusion=self.text, adapter_hidden=self.adapter_hidden)
+        if text is not None and self.text == "init":
+            _init_from_text(net.item_emb.weight, text)
         return net.to(self._torch_device())
+
+    # ---- item text (ReadsItemText) ----------------------------------------------------------------
+    def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
+        """Item-text vectors for ``text`` fusion, aligned to the training items in ``fit``."""
+        self._item_embeddings = embeddings
+        return self
+
+    def text_source(self) -> str | None:
+        return None if self.text_catalog == "auto" else self.text_catalog
+
+    def needs_item_embeddings(self) -> bool:
+        return self.text != "none" and self._item_embeddings is None and self.net is None
+
+    def _text_rows(self, dataset: Dataset) -> torch.Tensor | None:
+        """(n_items + 1, d) text vectors in the dataset's item order behind a zero padding row, or None."""
+        if self.text == "none":
+            return None
+        if self._item_embeddings is None:
+            raise ConfigError(f"sasrec: text='{self.text}' needs item-text embeddings for dataset "
+                              f"'{dataset.name}'; build the model with recllm.pipeline.build_retriever (as "
+                              "evaluate, recommend and serve do) or call with_item_embeddings(...) before fit")
+        vectors = self._item_embeddings.aligned(list(dataset.item_vocab.ids))
+        rows = torch.from_numpy(np.asarray(vectors, dtype=np.float32))
+        return torch.cat([torch.zeros(1, rows.shape[1]), rows])
 
     def _threads(self) -> AbstractContextManager[None]:
         """Run with ``num_threads`` torch threads (0 keeps torch's default), restoring it after."""
@@ -265,7 +361,7 @@ class SASRec(Recommender):
         # seed a private copy of torch's RNG state so fitting neither depends on nor disturbs the caller's
         with self._threads(), torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
-            self.net = self._build(dataset.n_items)
+            self.net = self._build(dataset.n_items, self._text_rows(dataset))
             self._train(dataset, valid, device)
         self.net.eval()
 
@@ -275,8 +371,8 @@ class SASRec(Recommender):
         rng = np.random.default_rng(self.seed)
         sampler = torch.Generator(device=device)
         sampler.manual_seed(self.seed)
-        # each user's last max_len + 1 items: inputs are all but the newest, targets all but the oldest
-        sequences = [s for s in dataset.sequences() if len(s) >= 2]
+        # windows of max_len + 1 items: inputs are all but the newest, targets all but the oldest
+        sequences = [w for s in dataset.sequences() for w in self._windows(s) if len(w) >= 2]
         if not sequences:
             log.warning("sasrec: no user has two or more interactions; the model stays untrained")
             return
@@ -289,6 +385,8 @@ class SASRec(Recommender):
             self._pretrain(padded, lengths, rng, sampler, device)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.98),
                                      weight_decay=self.weight_decay)
+        steps_per_epoch = math.ceil(len(sequences) / self.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(steps_per_epoch))
         log.info("sasrec: training on %d sequences, %d items, device %s", len(sequences),
                  dataset.n_items, device)
 
@@ -301,6 +399,7 @@ class SASRec(Recommender):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                scheduler.step()
                 total += float(loss.detach()) * n_targets
                 count += n_targets
             return total / max(count, 1)
@@ -311,6 +410,31 @@ class SASRec(Recommender):
         train_epochs("sasrec", net, epochs=self.epochs, eval_every=self.eval_every, patience=self.patience,
                      train_epoch=train_epoch, validate=validate, outcome=outcome)
         self.best_epoch_ = outcome.best_epoch
+
+    def _windows(self, sequence: np.ndarray) -> list[np.ndarray]:
+        """The training windows of one user's sequence (see ``windows`` in the class docstring)."""
+        width = self.max_len + 1
+        if self.windows == "last" or len(sequence) <= width:
+            return [sequence[-width:]]
+        # from the newest back, consecutive windows share one item: each item is a target exactly once
+        ends = range(len(sequence), 1, -(width - 1))
+        return [sequence[max(0, end - width):end] for end in ends]
+
+    def _lr_factor(self, steps_per_epoch: int) -> Callable[[int], float]:
+        """Learning-rate multiplier by optimizer step: linear warm-up, then constant or cosine decay."""
+        warmup = self.warmup_epochs * steps_per_epoch
+        total = max(1, self.epochs * steps_per_epoch)
+        floor = self.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if warmup > 0 and step < warmup:
+                return (step + 1) / warmup
+            if self.lr_schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1.0, total - warmup))
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return factor
 
     def _pretrain(self, padded: torch.Tensor, lengths: np.ndarray, rng: np.random.Generator,
                   sampler: torch.Generator, device: torch.device) -> None:
@@ -360,7 +484,7 @@ class SASRec(Recommender):
         mask = targets != PAD
         states = hidden[mask]
         wanted = targets[mask]
-        weights = self.net.item_emb.weight
+        weights = self.net.item_table()
         if self.loss == "ce":
             chunk = _CE_CHUNK.get(states.device.type, 4096)
             loss = _ChunkedCrossEntropy.apply(states, self.net.item_weights(), wanted - 1, chunk)
@@ -431,7 +555,7 @@ class SASRec(Recommender):
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         assert self.item_vocab is not None
         self.device = loadable_device(self.device, "sasrec")
-        self.net = self._build(len(self.item_vocab))
         state = {name.removeprefix("net."): torch.tensor(np.array(value)) for name, value in arrays.items()}
+        self.net = self._build(len(self.item_vocab), state.get("text"))
         self.net.load_state_dict(state)
         self.net.eval()
