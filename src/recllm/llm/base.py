@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -188,14 +188,9 @@ class Usage:
             }
 
 
-class LLM(ABC):
-    """A language model: generation, and (where ``can_score``) log-probabilities of given text.
-
-    ``backend`` names the implementation ("hf", "openai", ...), ``model_name`` the model it runs; both go
-    into cache keys and diagnostics. Log-probabilities are natural logarithms, returned as float64 arrays.
-    """
-
-    backend: str = "abstract"
+class SpecBuilt:
+    """A component built from a spec ``name[:target][,key=value...]``: which constructor argument the target
+    fills, which arguments are objects rather than configuration, and the pydantic config of the rest."""
 
     target_argument: ClassVar[str | None] = None
     """The constructor argument that the target of a spec (``backend:TARGET``) fills, e.g. a path or a URL."""
@@ -207,7 +202,18 @@ class LLM(ABC):
     def config_model(cls) -> type[pydantic.BaseModel]:
         """The pydantic config of this backend's options: its constructor's keywords, the target excluded."""
         target = (cls.target_argument,) if cls.target_argument else ()
-        return signature_model(cls, frozenset((*target, *cls.object_arguments)))
+        constructor: Callable[..., Any] = cls
+        return signature_model(constructor, frozenset((*target, *cls.object_arguments)))
+
+
+class LLM(SpecBuilt, ABC):
+    """A language model: generation, and (where ``can_score``) log-probabilities of given text.
+
+    ``backend`` names the implementation ("hf", "openai", ...), ``model_name`` the model it runs; both go
+    into cache keys and diagnostics. Log-probabilities are natural logarithms, returned as float64 arrays.
+    """
+
+    backend: str = "abstract"
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
@@ -316,20 +322,8 @@ def _check_texts(texts: Sequence[str], name: str, *, allow_empty_text: bool) -> 
     return out
 
 
-class Embedder(ABC):
+class Embedder(SpecBuilt, ABC):
     """Text to vectors: ``embed`` returns L2-normalised float32 rows, so a dot product is the cosine."""
-
-    target_argument: ClassVar[str | None] = None
-    """The constructor argument that the target of a spec (``backend:TARGET``) fills, e.g. a path or a URL."""
-
-    object_arguments: ClassVar[tuple[str, ...]] = ()
-    """Constructor arguments that are objects (a transport, a client), not configuration."""
-
-    @classmethod
-    def config_model(cls) -> type[pydantic.BaseModel]:
-        """The pydantic config of this backend's options: its constructor's keywords, the target excluded."""
-        target = (cls.target_argument,) if cls.target_argument else ()
-        return signature_model(cls, frozenset((*target, *cls.object_arguments)))
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name

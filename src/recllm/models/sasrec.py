@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from recllm.errors import ConfigError
 from recllm.models import ptum
 from recllm.models.base import Recommender, register
 from recllm.models.early_stopping import EpochOutcome, train_epochs
-from recllm.models.text import ItemEmbeddings
+from recllm.models.text import ItemEmbeddings, ItemTextInput
 from recllm.progress import training_progress
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.torch_runtime import loadable_device, pick_device, torch_threads
@@ -209,7 +209,7 @@ class _SASRecNet(nn.Module):
 
 
 @register
-class SASRec(Recommender):
+class SASRec(ItemTextInput, Recommender):
     """Self-attentive sequential recommender with full cross-entropy (or sampled softmax) training.
 
     Scores the next item from the newest position of a history, so it serves ad-hoc histories and
@@ -316,14 +316,6 @@ class SASRec(Recommender):
         return net.to(self._torch_device())
 
     # ---- item text (ReadsItemText) ----------------------------------------------------------------
-    def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
-        """Item-text vectors for ``text`` fusion, aligned to the training items in ``fit``."""
-        self._item_embeddings = embeddings
-        return self
-
-    def text_source(self) -> str | None:
-        return None if self.text_catalog == "auto" else self.text_catalog
-
     def needs_item_embeddings(self) -> bool:
         return self.text != "none" and self._item_embeddings is None and self.net is None
 

@@ -37,6 +37,22 @@ class ItemEmbeddings:
         return self.vectors[[where[item] for item in item_ids]]
 
 
+class ItemTextInput:
+    """The part of ``ReadsItemText`` every text-reading model shares: keeps the handed-over vectors, and takes the
+    text from the ``text_catalog`` dataset (``"auto"``: the data being fitted)."""
+
+    text_catalog: str
+    _item_embeddings: ItemEmbeddings | None = None
+
+    def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
+        """Use these item-text vectors (aligned to the training items in ``fit``)."""
+        self._item_embeddings = embeddings
+        return self
+
+    def text_source(self) -> str | None:
+        return None if self.text_catalog == "auto" else self.text_catalog
+
+
 @runtime_checkable
 class ReadsItemText(Protocol):
     """A recommender that needs item-text embeddings before ``fit`` (TIGER, text-fused models)."""

@@ -5,7 +5,7 @@ recommends items nobody has seen yet (cold start) and is the text-alone baseline
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Self
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field
@@ -14,11 +14,11 @@ from recllm.config import checked
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.models.base import Recommender, register
-from recllm.models.text import ItemEmbeddings
+from recllm.models.text import ItemEmbeddings, ItemTextInput
 
 
 @register
-class TextSimilarity(Recommender):
+class TextSimilarity(ItemTextInput, Recommender):
     """Cosine of item-text vectors to the mean of the user's newest ``recent`` history vectors; item texts come
     from the composition layer (``ReadsItemText``: the ``embedder``'s vectors of the catalog texts)."""
 
@@ -35,13 +35,6 @@ class TextSimilarity(Recommender):
         self._item_embeddings: ItemEmbeddings | None = None
 
     # ---- ReadsItemText ----------------------------------------------------------------------------
-    def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
-        self._item_embeddings = embeddings
-        return self
-
-    def text_source(self) -> str | None:
-        return None if self.text_catalog == "auto" else self.text_catalog
-
     def needs_item_embeddings(self) -> bool:
         return self._item_embeddings is None and self.vectors_ is None
 

@@ -42,7 +42,7 @@ from recllm.errors import ConfigError
 from recllm.models.base import Recommender, register
 from recllm.models.early_stopping import EpochOutcome, train_epochs
 from recllm.models.semantic_ids import SemanticIds, quantise_items
-from recllm.models.text import ItemEmbeddings
+from recllm.models.text import ItemEmbeddings, ItemTextInput
 from recllm.models.trie import CodeTrie, constrained_beam_search
 from recllm.ranking import ndcg_from_ranks, pessimistic_ranks
 from recllm.torch_runtime import loadable_device, pick_device, torch_threads
@@ -128,7 +128,7 @@ class _TigerNet(nn.Module):
 
 
 @register
-class TIGER(Recommender):
+class TIGER(ItemTextInput, Recommender):
     """Generative retrieval over semantic ids with trie-constrained beam search (see module docstring)."""
 
     name = "tiger"
@@ -200,7 +200,7 @@ class TIGER(Recommender):
         self._given_ids: SemanticIds | None = None
         self._given_catalog: ItemCatalog | None = None
         self._given_embeddings: np.ndarray | None = None
-        self._given_item_embeddings: ItemEmbeddings | None = None
+        self._item_embeddings: ItemEmbeddings | None = None
 
     # ---- where the semantic ids come from ---------------------------------------------------------
     def with_semantic_ids(self, semantic_ids: SemanticIds) -> Self:
@@ -214,17 +214,13 @@ class TIGER(Recommender):
         self._given_embeddings = np.asarray(embeddings)
         return self
 
-    def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
-        """Build ids in ``fit`` from these item-text embeddings (aligned to the training items there)."""
-        self._given_item_embeddings = embeddings
-        return self
-
-    def text_source(self) -> str | None:
-        return None if self.catalog == "auto" else self.catalog
+    @property
+    def text_catalog(self) -> str:  # type: ignore[override]  # TIGER names the parameter ``catalog``
+        return self.catalog
 
     def needs_item_embeddings(self) -> bool:
         return (self._given_ids is None and self.semantic_ids_dir is None and self._given_embeddings is None
-                and self._given_item_embeddings is None)
+                and self._item_embeddings is None)
 
     def _semantic_ids_for(self, dataset: Dataset) -> SemanticIds:
         item_ids = list(dataset.item_vocab.ids)
@@ -232,8 +228,8 @@ class TIGER(Recommender):
             return self._given_ids.aligned(item_ids)
         if self.semantic_ids_dir is not None:
             return SemanticIds.load(self.semantic_ids_dir).aligned(item_ids)
-        if self._given_item_embeddings is not None:
-            vectors = self._given_item_embeddings.aligned(item_ids)
+        if self._item_embeddings is not None:
+            vectors = self._item_embeddings.aligned(item_ids)
         elif self._given_embeddings is not None:
             vectors = self._given_embeddings
         else:

@@ -39,6 +39,15 @@ class ItemOut(BaseModel):
     genres: list[str]
 
 
+class NewItemRequest(_Strict):
+    title: str = Field(min_length=1, max_length=500)
+    item: str | None = Field(default=None, min_length=1, max_length=200,
+                             description="the new item's id (omit: one is made up)")
+    year: int | None = Field(default=None, ge=1800, le=2200)
+    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=30)
+    description: str = Field(default="", max_length=5000)
+
+
 class RecommendedOut(ItemOut):
     score: float
     reason: str | None = None
@@ -183,6 +192,7 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
             if load_llm:
                 started.load_llm()
                 started.wish_matcher()
+            started.new_items  # noqa: B018  (loads the items added at run time, with their text vectors)
             state["service"] = started
         log.info("service ready: %s, LLM %s, database %s", state["service"].data.name,
                  state["service"].llm_status, state["service"].store.safe_url)
@@ -218,7 +228,7 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
     def health() -> HealthOut:
         s = svc()
         return HealthOut(status="ok", dataset=s.data.name, users=s.data.dataset.n_users,
-                         items=len(s.data.catalog), llm=s.llm_status, database=s.store.dialect,
+                         items=len(s.catalog), llm=s.llm_status, database=s.store.dialect,
                          schema_version=s.store.version)
 
     @app.get("/items/search", response_model=list[ItemOut])
@@ -278,6 +288,13 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         return ChatSessionOut(session_id=record.id, user=record.user, state=record.state,
                               turns=[ChatTurnOut(position=t.position, role=t.role, text=t.text, payload=t.payload,
                                                  created_at=t.created_at.isoformat()) for t in record.turns])
+
+    @app.post("/items", response_model=ItemOut, status_code=201)
+    def add_item(body: NewItemRequest) -> ItemOut:
+        """Add an item to the catalog: stored at once, searchable, and recommended from its text without
+        refitting (409 when the id exists)."""
+        return _item(svc().add_item(body.title, item=body.item, year=body.year, genres=body.genres,
+                                    description=body.description))
 
     @app.post("/feedback", response_model=FeedbackOut, status_code=201)
     def feedback(body: FeedbackRequest) -> FeedbackOut:

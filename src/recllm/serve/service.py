@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -34,14 +35,15 @@ from recllm.chat import (
 )
 from recllm.config import load_section
 from recllm.data.bundle import DataBundle
-from recllm.data.catalog import Item
+from recllm.data.catalog import Item, ItemCatalog
 from recllm.data.registry import load_dataset
 from recllm.errors import RecllmError
 from recllm.llm.base import LLM, LLMError
 from recllm.models.base import Recommender
 from recllm.models.rating import BiasedBaseline
 from recllm.pipeline import LLMStages, Pipeline, PipelineConfig, RerankerConfig, RetrieverConfig
-from recllm.serve.storage import FeedbackRecord, StorageError, Store
+from recllm.serve.new_items import NewItems
+from recllm.serve.storage import FeedbackRecord, ItemRecord, StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ class PayloadTooLargeError(ServiceError):
     status = 413
 
 
+class ConflictError(ServiceError):
+    status = 409
+
+
 def _service_pipeline() -> PipelineConfig:
     return PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), reranker=RerankerConfig())
 
@@ -86,6 +92,8 @@ class ServiceConfig(pydantic.BaseModel):
     embedder: str = "st"
     wish_weight: float = pydantic.Field(default=1.0, ge=0.0, le=10.0)
     max_message_chars: int = pydantic.Field(default=2000, ge=10, le=100_000)
+    new_item_slots: int = pydantic.Field(default=2, ge=0, le=20, description="places in a list that items added "
+                                         "at run time may take, by text similarity to the user's history")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ServiceConfig:
@@ -144,8 +152,10 @@ class Service:
     embedder_error: str | None = None
     _stages: LLMStages | None = None
     _wishes: WishMatcher | None = None
+    _new_items: NewItems | None = None
     _llm: LLM | None = None
     _embed_lock: threading.Lock = field(default_factory=threading.Lock)
+    _items_lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
     def start(cls, config: ServiceConfig | None = None, store: Store | None = None, *, data: DataBundle | None = None,
@@ -161,6 +171,42 @@ class Service:
     @property
     def data(self) -> DataBundle:
         return self.pipeline.data
+
+    @property
+    def catalog(self) -> ItemCatalog:
+        """The dataset's catalog followed by the items added at run time."""
+        return self.new_items.catalog
+
+    @property
+    def new_items(self) -> NewItems:
+        """Items added at run time (loaded from the store on first use, with the embedder's text vectors)."""
+        if self._new_items is not None:
+            return self._new_items
+        with self._items_lock:
+            if self._new_items is None:
+                added = NewItems(self.data.catalog, self.wish_matcher)
+                for record in self.store.items():
+                    added.add(_item_of(record))
+                self._new_items = added
+            return self._new_items
+
+    def add_item(self, title: str, *, item: str | None = None, year: int | None = None,
+                 genres: Sequence[str] = (), description: str = "") -> Item:
+        """Store a new item (committed when this returns) and make it searchable and recommendable at once."""
+        title = title.strip()
+        if not title:
+            raise ServiceError("the item's title is empty")
+        item = (item or f"new-{uuid.uuid4().hex[:12]}").strip()
+        if item in self.catalog:
+            raise ConflictError(f"item {item!r} exists already")
+        clean = tuple(dict.fromkeys(g.strip() for g in genres if g.strip()))
+        try:
+            record = self.store.add_item(item, title, year, clean, description.strip())
+        except StorageError as exc:
+            raise ConflictError(str(exc)) from exc
+        added = _item_of(record)
+        self.new_items.add(added)
+        return added
 
     @property
     def retriever(self) -> Recommender:
@@ -201,16 +247,23 @@ class Service:
 
     # ---- items ---------------------------------------------------------------------------------------
     def item(self, item: str) -> Item:
-        if item not in self.data.catalog:
+        if item not in self.catalog:
             raise NotFoundError(f"unknown item '{item}' (not in the {self.data.name} catalog)")
-        return self.data.catalog[item]
+        return self.catalog[item]
+
+    def _dataset_item(self, item: str, what: str) -> None:
+        """NotFound for an unknown item; a clear error for one added at run time, which ``what`` cannot use."""
+        self.item(item)
+        if item in self.new_items:
+            raise ConflictError(f"item {item!r} was added at run time: {what} needs an item of the "
+                                f"{self.data.name} catalog (its recommendations carry a text-based reason)")
 
     def search(self, query: str, limit: int = 10) -> list[Item]:
         """Catalog items whose titles match ``query`` (fuzzy; articles, years and accents ignored)."""
         query = query.strip()
         if not query:
             raise ServiceError("the search query is empty")
-        return self.data.catalog.lookup_all(query, limit=limit)
+        return self.catalog.lookup_all(query, limit=limit)
 
     # ---- recommendations -----------------------------------------------------------------------------
     def recommend(self, user: str | None = None, *, history: list[str] | None = None, k: int = 10,
@@ -224,7 +277,7 @@ class Service:
         if user is not None:
             seen, disliked = self.history(user)
         else:
-            unknown = [h for h in history or [] if h not in self.data.catalog]
+            unknown = [h for h in history or [] if h not in self.catalog]
             if unknown:
                 raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
             seen = list(history or [])
@@ -245,14 +298,18 @@ class Service:
         reasons: list[tuple[str | None, bool | None]] = [(None, None)] * len(ranked)
         if outcome.explanation_details:
             reasons = [(e.text, not e.fallback_used) for e in outcome.explanation_details]
-        items = tuple(self._card(item, score, reason, checked)
-                      for (item, score), (reason, checked) in zip(zip(ranked.items, ranked.scores, strict=True),
-                                                                  reasons, strict=True))
+        entries = list(zip(ranked.items, ranked.scores, reasons, strict=True))
+        placed = self.new_items.place([(i, float(s)) for i, s in zip(ranked.items, ranked.scores, strict=True)],
+                                      seen, disliked, k, self.config.new_item_slots)
+        for new in placed:
+            entries.insert(new.position, (new.item, new.score, (new.reason, True)))
+        entries = entries[:k]
+        items = tuple(self._card(item, float(score), reason, checked) for item, score, (reason, checked) in entries)
         return Recommendations(user, items, rerank, explain, len(seen), diagnostics)
 
     def rate(self, user: str | None, item: str, *, history: list[str] | None = None) -> float:
         """The LLM's expected rating of ``item`` for a known user or an ad-hoc history."""
-        self.item(item)
+        self._dataset_item(item, "rating prediction")
         seen = self.history(user)[0] if user is not None else list(history or [])
         stages = self._require_llm()
         with self._lock, _llm_errors():
@@ -260,7 +317,7 @@ class Service:
 
     def explain(self, user: str, item: str) -> Any:
         """A checked explanation of ``item`` for ``user`` (the grounded template when the model's text fails)."""
-        self.item(item)
+        self._dataset_item(item, "an explanation")
         seen, _ = self.history(user)
         stages = self._require_llm()
         with self._lock, _llm_errors():
@@ -268,7 +325,7 @@ class Service:
 
     def aspects(self, user: str | None, item: str, *, history: list[str] | None = None) -> DecisionReport:
         """Per-aspect match of ``item`` for a known user or an ad-hoc history (liked: the whole history)."""
-        self.item(item)
+        self._dataset_item(item, "the aspect breakdown")
         if user is None:
             unknown = [h for h in history or [] if h not in self.data.catalog]
             if unknown:
@@ -417,9 +474,14 @@ class Service:
                                         rating_fallback=self.baseline)
 
     def _card(self, item: str, score: float, reason: str | None, checked: bool | None) -> RecommendedItem:
-        facts = self.data.catalog[item]
+        facts = self.catalog[item]
         return RecommendedItem(item, facts.display_title, facts.year, tuple(facts.genres), float(score), reason,
                                checked)
+
+
+def _item_of(record: ItemRecord) -> Item:
+    return Item(record.id, record.title, record.year, record.genres,
+                {"description": record.description} if record.description else {})
 
 
 @dataclass(frozen=True)

@@ -112,11 +112,30 @@ class _CacheEntry(_Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class _NewItem(_Base):
+    """An item added at run time (``POST /items``), beside the dataset's catalog."""
+
+    __tablename__ = "items"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    genres: Mapped[str] = mapped_column(Text, default="[]")
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 def _create_v1(connection: Connection) -> None:
-    _Base.metadata.create_all(connection)
+    tables = [t for name, t in _Base.metadata.tables.items() if name != _NewItem.__tablename__]
+    _Base.metadata.create_all(connection, tables=tables)
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1,)
+def _add_items_v2(connection: Connection) -> None:
+    table = _NewItem.__table__
+    assert isinstance(table, Table)
+    table.create(connection, checkfirst=True)
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_items_v2)
 """``MIGRATIONS[v]`` takes a database from version ``v`` to ``v + 1``; the latest version is its length."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -130,6 +149,18 @@ class FeedbackRecord:
     item: str
     kind: str
     rating: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """An item added at run time."""
+
+    id: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    description: str
     created_at: datetime
 
 
@@ -241,6 +272,25 @@ class Store:
             query = query.where(_Feedback.user_id == user)
         with self._session() as session:
             return [_feedback(row) for row in session.scalars(query)]
+
+    # ---- items added at run time -------------------------------------------------------------------
+    def add_item(self, item: str, title: str, year: int | None = None, genres: Sequence[str] = (),
+                 description: str = "") -> ItemRecord:
+        """Store a new item; committed when this returns. An id already stored is a StorageError."""
+        with self._session() as session:
+            if session.get(_NewItem, item) is not None:
+                raise StorageError(f"item {item!r} exists already")
+            row = _NewItem(id=item, title=title, year=year, genres=json.dumps(list(genres)),
+                           description=description, created_at=_now())
+            session.add(row)
+            session.flush()
+            return _item(row)
+
+    def items(self) -> list[ItemRecord]:
+        """Items added at run time, oldest first."""
+        with self._session() as session:
+            return [_item(row) for row in session.scalars(select(_NewItem).order_by(_NewItem.created_at,
+                                                                                    _NewItem.id))]
 
     def users(self) -> list[str]:
         with self._session() as session:
@@ -414,6 +464,11 @@ def _aware(value: datetime) -> datetime:
 
 def _feedback(row: _Feedback) -> FeedbackRecord:
     return FeedbackRecord(row.id, row.user_id, row.item_id, row.kind, row.rating, _aware(row.created_at))
+
+
+def _item(row: _NewItem) -> ItemRecord:
+    return ItemRecord(row.id, row.title, row.year, tuple(json.loads(row.genres or "[]")), row.description or "",
+                      _aware(row.created_at))
 
 
 def _turn(row: _ChatTurn) -> ChatTurn:
