@@ -20,3 +20,9 @@ def write_section(key: str, body: str, doc: Path = DOC) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def machine_text(info: dict[str, object]) -> str:
+    """The machine of a result (``recllm.eval.report.machine_info``) in one line."""
+    return (f"{info.get('cores')} cores, {info.get('memory_gib')} GiB, GPU {info.get('gpu', 'none')}, "
+            f"torch {info.get('torch', '?')}")

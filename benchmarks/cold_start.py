@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _docs import write_section
+from _docs import machine_text, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
 from recllm.data.bundle import DataBundle
@@ -46,6 +46,7 @@ SCORERS: dict[str, dict[str, Any]] = {
     "text-lm": {"model": "text", "params": {"embedder": "lm"}},
     "sasrec-text-concat-st": {"model": "sasrec", "params": {"text": "concat", "embedder": "st"}},
     "sasrec-text-add-st": {"model": "sasrec", "params": {"text": "add", "embedder": "st"}},
+    "sasrec-text-concat-lm": {"model": "sasrec", "params": {"text": "concat", "embedder": "lm"}},
 }
 
 
@@ -151,7 +152,7 @@ def docs(_: argparse.Namespace) -> None:
                          f"{np.mean([rows[s]['metrics']['HR@10'] for s in seeds]):.4f} | {ratio:.2f} | "
                          f"{np.mean([rows[s]['seconds'] for s in seeds]):.0f} |")
         lines += ["", f"Command: `{runs[0]['command']}`; torch threads {runs[0]['threads']}.  ",
-                  f"Machine: {runs[0]['machine']}; last run {runs[-1]['date']}."]
+                  f"Machine: {machine_text(runs[0]['machine'])}; last run {runs[-1]['date']}."]
         sections.append("\n".join(lines))
     body = ("## New items from text (cold start), `cold-items` protocol\n\n"
             "A seeded 10% of the items never appear in training; each user with test interactions ranks all test "

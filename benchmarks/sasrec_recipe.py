@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _docs import write_section
+from _docs import machine_text, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
 from recllm.eval.protocols import evaluate_full, queries_for_test
@@ -71,8 +71,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "len-25-windows-text-concat-lm": {"max_len": 25, "windows": "all", "text": "concat", "embedder": "lm"},
     "ease": {"model": "ease"},
 }
-"""Changes to the benchmark recipe; ``recllm`` is the recipe itself (benchmarks/configs/<dataset>.toml). A
-``model`` key names another model, fitted with its own benchmark settings."""
+"""Changes to recllm's recipe (``RECIPES``); ``recllm`` is the recipe itself. A ``model`` key names another model,
+fitted with its settings in benchmarks/configs/<dataset>.toml."""
 BASE = "recllm"
 """The variant every other is compared with; ``--base`` changes it (e.g. to the chosen recipe)."""
 
@@ -86,7 +86,14 @@ def _load(dataset: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"dataset": dataset, "runs": []}
 
 
+RECIPES = {"movielens-100k": {"lr": 0.005, "epochs": 200, "patience": 10},
+           "movielens-1m": {"lr": 0.005, "epochs": 40, "patience": 5}}
+"""recllm's SASRec recipe before this ablation (the benchmark configs then); every variant changes this."""
+
+
 def _recipe(dataset: str, model: str = "sasrec") -> dict[str, Any]:
+    if model == "sasrec":
+        return dict(RECIPES.get(dataset, {}))
     config = HERE / "configs" / f"{dataset}.toml"
     return parse_params(None, config if config.exists() else None).get(model, {})
 
@@ -149,6 +156,30 @@ def _valid_ndcg(model: Any, split: Any) -> float:
     from recllm.eval.protocols import queries_for_validation
 
     return float(evaluate_full(model, queries_for_validation(split), ks=(10,)).metrics["NDCG@10"])
+
+
+def _summary(by_variant: dict[str, list[dict[str, Any]]]) -> str:
+    """The best classic variant against the best item-text variant, each picked by mean validation NDCG@10 among
+    the variants run with the same three or more seeds."""
+    def best(text: bool) -> str | None:
+        pool = {v: rows for v, rows in by_variant.items() if len(rows) >= 3 and ("text" in v) == text}
+        return max(pool, key=lambda v: np.mean([r["valid_ndcg10"] for r in pool[v]])) if pool else None
+
+    classic, fused = best(False), best(True)
+    if classic is None or fused is None:
+        return ""
+    mine = {r["seed"]: r for r in by_variant[fused]}
+    base = {r["seed"]: r for r in by_variant[classic]}
+    seeds = sorted(set(mine) & set(base))
+    d, se = _paired([mine[s]["test"]["NDCG@10"] for s in seeds], [base[s]["test"]["NDCG@10"] for s in seeds])
+    lo, hi = _bootstrap(np.concatenate([mine[s]["per_user_ndcg10"] for s in seeds]),
+                        np.concatenate([base[s]["per_user_ndcg10"] for s in seeds]))
+    test = {v: float(np.mean([r["test"]["NDCG@10"] for r in by_variant[v]])) for v in (classic, fused)}
+    return ("| summary (chosen on validation) | variant | test NDCG@10 |\n|---|---|---:|\n"
+            f"| best classic model | {classic} | {test[classic]:.4f} |\n"
+            f"| best model using a language model | {fused} | {test[fused]:.4f} |\n"
+            f"| ratio, paired difference | | {test[fused] / test[classic]:.3f}, {d:+.4f} (SE {se:.4f}); "
+            f"bootstrap 95% [{lo:+.4f}, {hi:+.4f}] |")
 
 
 def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
@@ -217,10 +248,20 @@ def docs(args: argparse.Namespace) -> None:
                 notes.append(f"- {variant} minus {base_name}, test NDCG@10, seeds {seeds}: {d:+.4f} (standard "
                              f"error {se:.4f}; ratio {ratio:.3f}); paired bootstrap 95% interval over users x seeds "
                              f"[{lo:+.4f}, {hi:+.4f}]")
+        summary = _summary(by_variant)
+        if summary:
+            lines += ["", summary]
+        earlier = RESULTS / f"{dataset}-full.json"
+        if "recllm" not in by_variant and earlier.exists():
+            row = next(r for r in json.loads(earlier.read_text())["rows"] if r["model"] == "sasrec")
+            notes.append(f"- recllm's recipe on this split was not rerun here: the foundation benchmark "
+                         f"(`benchmarks/classic_full.py`, same code path, deterministic) measured test NDCG@10 "
+                         f"{row['metrics']['NDCG@10']:.4f}, HR@10 {row['metrics']['HR@10']:.4f} with seed 0 in "
+                         f"{row['fit_seconds']:.0f} s")
         first = runs[0]
         lines += ["", *notes, "", f"Command: `{first['command']}` (one run per variant and seed; each row's own "
                   f"command is in the JSON); torch threads {first['threads']}.  ",
-                  f"Machine: {first['machine']}; last run {runs[-1]['date']}."]
+                  f"Machine: {machine_text(first['machine'])}; last run {runs[-1]['date']}."]
         sections.append("\n".join(lines))
     body = ("## SASRec recipe and item text, `full` protocol\n\n"
             "Leave-one-out split, every unseen item ranked, ties pessimistic; each variant changes the benchmark "
