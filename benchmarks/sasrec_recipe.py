@@ -158,14 +158,16 @@ def _valid_ndcg(model: Any, split: Any) -> float:
     return float(evaluate_full(model, queries_for_validation(split), ks=(10,)).metrics["NDCG@10"])
 
 
-def _summary(by_variant: dict[str, list[dict[str, Any]]]) -> str:
-    """The best classic variant against the best item-text variant, each picked by mean validation NDCG@10 among
-    the variants run with the same three or more seeds."""
-    def best(text: bool) -> str | None:
-        pool = {v: rows for v, rows in by_variant.items() if len(rows) >= 3 and ("text" in v) == text}
-        return max(pool, key=lambda v: np.mean([r["valid_ndcg10"] for r in pool[v]])) if pool else None
+def _best(by_variant: dict[str, list[dict[str, Any]]], *, text: bool) -> str | None:
+    """The variant with the best mean validation NDCG@10 among those run with three or more seeds, with or
+    without item text."""
+    pool = {v: rows for v, rows in by_variant.items() if len(rows) >= 3 and ("text" in v) == text}
+    return max(pool, key=lambda v: np.mean([r["valid_ndcg10"] for r in pool[v]])) if pool else None
 
-    classic, fused = best(False), best(True)
+
+def _summary(by_variant: dict[str, list[dict[str, Any]]]) -> str:
+    """The best classic variant against the best item-text variant, each chosen on validation (``_best``)."""
+    classic, fused = _best(by_variant, text=False), _best(by_variant, text=True)
     if classic is None or fused is None:
         return ""
     mine = {r["seed"]: r for r in by_variant[fused]}
@@ -232,7 +234,7 @@ def docs(args: argparse.Namespace) -> None:
                 f"{mean('epochs'):.0f} ({mean('best_epoch'):.0f}) | {mean('seconds_per_epoch'):.1f} | "
                 f"{mean('fit_seconds'):.0f} |")
         notes = []
-        for base_name in dict.fromkeys([args.base, BASE]):
+        for base_name in dict.fromkeys([args.base, BASE, _best(by_variant, text=False) or BASE]):
             base = {r["seed"]: r for r in by_variant.get(base_name, [])}
             for variant, rows in by_variant.items():
                 seeds = [r["seed"] for r in rows if r["seed"] in base]
