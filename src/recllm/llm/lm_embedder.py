@@ -46,6 +46,8 @@ class LMEmbedder(Embedder):
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         side = tokenizer.padding_side
         tokenizer.padding_side = "right"
+        # an empty text has no token to pool: it is embedded as the end-of-text token alone
+        texts = [text if text.strip() else (tokenizer.eos_token or " ") for text in texts]
         try:
             for begin in range(0, len(texts), self.batch_size):
                 batch = tokenizer(texts[begin:begin + self.batch_size], return_tensors="pt", padding=True,
