@@ -238,7 +238,7 @@ def docs(args: argparse.Namespace) -> None:
             base = {r["seed"]: r for r in by_variant.get(base_name, [])}
             for variant, rows in by_variant.items():
                 seeds = [r["seed"] for r in rows if r["seed"] in base]
-                if variant == base_name or len(seeds) < 2:
+                if variant == base_name or not seeds:
                     continue
                 mine = {r["seed"]: r for r in rows}
                 d, se = _paired([mine[s]["test"]["NDCG@10"] for s in seeds],
@@ -247,8 +247,9 @@ def docs(args: argparse.Namespace) -> None:
                     [base[s]["test"]["NDCG@10"] for s in seeds])
                 lo, hi = _bootstrap(np.concatenate([mine[s]["per_user_ndcg10"] for s in seeds]),
                                     np.concatenate([base[s]["per_user_ndcg10"] for s in seeds]))
-                notes.append(f"- {variant} minus {base_name}, test NDCG@10, seeds {seeds}: {d:+.4f} (standard "
-                             f"error {se:.4f}; ratio {ratio:.3f}); paired bootstrap 95% interval over users x seeds "
+                spread = "one seed, no seed spread" if np.isnan(se) else f"standard error {se:.4f}"
+                notes.append(f"- {variant} minus {base_name}, test NDCG@10, seeds {seeds}: {d:+.4f} ({spread}; "
+                             f"ratio {ratio:.3f}); paired bootstrap 95% interval over users x seeds "
                              f"[{lo:+.4f}, {hi:+.4f}]")
         summary = _summary(by_variant)
         if summary:
