@@ -167,7 +167,6 @@ class Pipeline:
         self.n_candidates = n_candidates
         self.config = config or PipelineConfig(dataset=data.name)
         self.fallback = fallback
-        self.explain_by_default = self.config.explain
         self.llm_lock = threading.RLock()
 
     @classmethod
@@ -187,10 +186,6 @@ class Pipeline:
         return pipeline
 
     # ---- LLM stages ----------------------------------------------------------------------------------
-    @property
-    def llm_enabled(self) -> bool:
-        return self.config.llm.strip().lower() != "none"
-
     def attach_llm(self, llm: LLM | None = None, *, wrap: Callable[[LLM], LLM] | None = None,
                    rating_fallback: Any | None = None) -> LLMStages:
         """Build the LLM stages (re-ranker when configured, explainer, rater) over ``llm`` or the models the
@@ -245,7 +240,7 @@ class Pipeline:
         if (user is None) == (history is None):
             raise RecllmError("give exactly one of a user id or a history")
         rerank = self.reranker is not None if rerank is None else rerank
-        explain = self.explain_by_default if explain is None else explain
+        explain = self.config.explain if explain is None else explain
         if rerank and self.reranker is None:
             raise RecllmError("this pipeline has no re-ranker (configure [pipeline.reranker])")
         if explain and self.explainer is None:

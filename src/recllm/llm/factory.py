@@ -64,8 +64,3 @@ def create_embedder(spec: str = "st", **options: Any) -> Embedder:
     ``"lm"`` / ``"lm:PATH"`` (mean hidden states of a causal language model, the pinned default or a folder)."""
     embedder: Embedder = _build(EMBEDDERS, spec, "embedder", options)
     return embedder
-
-
-def llm_backend_names() -> list[str]:
-    """The LLM backends ``create_llm`` accepts."""
-    return LLM_BACKENDS.names()
