@@ -44,6 +44,8 @@ SCORERS: dict[str, dict[str, Any]] = {
     "genre-match": {},
     "text-st": {"model": "text", "params": {"embedder": "st"}},
     "text-lm": {"model": "text", "params": {"embedder": "lm"}},
+    "text-st-profiles": {"model": "text", "params": {"embedder": "st", "profiles": "hf"}},
+    "text-lm-profiles": {"model": "text", "params": {"embedder": "lm", "profiles": "hf"}},
     "sasrec-text-concat-st": {"model": "sasrec", "params": {"text": "concat", "embedder": "st"}},
     "sasrec-text-add-st": {"model": "sasrec", "params": {"text": "add", "embedder": "st"}},
     "sasrec-text-concat-lm": {"model": "sasrec", "params": {"text": "concat", "embedder": "lm"}},

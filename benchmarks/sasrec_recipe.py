@@ -69,6 +69,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "len-25-windows-text-add-st": {"max_len": 25, "windows": "all", "text": "add", "embedder": "st"},
     "len-25-windows-text-init-st": {"max_len": 25, "windows": "all", "text": "init", "embedder": "st"},
     "len-25-windows-text-concat-lm": {"max_len": 25, "windows": "all", "text": "concat", "embedder": "lm"},
+    "len-25-windows-text-concat-lm-profiles": {"max_len": 25, "windows": "all", "text": "concat", "embedder": "lm",
+                                               "profiles": "hf"},
+    "len-25-windows-text-concat-st-profiles": {"max_len": 25, "windows": "all", "text": "concat", "embedder": "st",
+                                               "profiles": "hf"},
     "ease": {"model": "ease"},
 }
 """Changes to recllm's recipe (``RECIPES``); ``recllm`` is the recipe itself. A ``model`` key names another model,

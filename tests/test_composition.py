@@ -5,6 +5,7 @@ layer, and an id-tuned adapter's renamed catalog reaches every LLM stage (the se
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -15,12 +16,13 @@ import pytest
 
 import recllm
 import recllm.registry as registry_module
+from fakes import ScriptedLLM
 from recllm.data import DataBundle, Dataset, Item, ItemCatalog
 from recllm.errors import ConfigError
 from recllm.eval.runner import run_evaluation
 from recllm.llm import LLM, create_llm
-from recllm.llm.base import Embedder
-from recllm.llm.factory import EMBEDDERS
+from recllm.llm.base import Completion, Embedder, GenerationRequest
+from recllm.llm.factory import EMBEDDERS, LLM_BACKENDS
 from recllm.models import MODELS, create_model
 from recllm.models.popularity import MostPopular
 from recllm.models.tiger import TIGER
@@ -142,6 +144,51 @@ def test_a_text_reading_model_gets_the_catalog_embedded_by_the_composition_layer
         assert model.semantic_ids_ is not None and model.semantic_ids_.item_ids == tuple(dataset.item_vocab.ids)
     finally:
         EMBEDDERS.unregister("seen-texts")
+
+
+class ProfileWriterLLM(ScriptedLLM):
+    """A backend that writes a supported profile for every even-numbered movie and a failing one otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        out = []
+        for request in requests:
+            number = int(re.search(r"Movie (\d+)", str(request.messages)).group(1))  # type: ignore[union-attr]
+            text = ("A quiet and moving drama about families, memory and forgiveness." if number % 2 == 0 else
+                    "A 1950 film by Stanley Kubrick about families.")
+            out.append(Completion(text=text, finish_reason="stop", prompt_tokens=10, completion_tokens=12))
+        return out
+
+
+def test_a_text_model_with_profiles_embeds_the_kept_profiles_with_the_facts(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECLLM_HOME", str(tmp_path))
+    EMBEDDERS.register("seen-texts", SeenTextsEmbedder)
+    LLM_BACKENDS.register("profile-writer", ProfileWriterLLM)
+    SeenTextsEmbedder.seen.clear()
+    try:
+        n = 6
+        users = [f"u{u}" for u in range(10) for _ in range(4)]
+        items = [f"m{(u + step) % n}" for u in range(10) for step in range(4)]
+        dataset = Dataset.from_ids(users, items, timestamps=np.tile(np.arange(4), 10), name="walk")
+        catalog = ItemCatalog(Item(f"m{k}", f"Movie {k}", 1990 + k, ("Drama",)) for k in range(n))
+        model = build_retriever(RetrieverConfig(model="text", params={"embedder": "seen-texts",
+                                                                      "profiles": "profile-writer"}),
+                                DataBundle(dataset, catalog))
+        texts = dict(zip(dataset.item_vocab.ids, SeenTextsEmbedder.seen, strict=True))
+        for k in range(n):
+            facts = catalog.describe(f"m{k}")
+            if k % 2 == 0:
+                assert texts[f"m{k}"] == f"{facts}; profile: A quiet and moving drama about families, memory and " \
+                                         "forgiveness."
+            else:
+                assert texts[f"m{k}"] == facts  # the profile failed its check: the facts alone
+        assert model.fit(dataset).recommend("u0", k=3).items
+    finally:
+        EMBEDDERS.unregister("seen-texts")
+        LLM_BACKENDS.unregister("profile-writer")
 
 
 def test_service_reranks_with_the_renamed_catalog_of_an_id_tuned_adapter_as_recommend_does(

@@ -102,8 +102,20 @@ def build_retriever(config: RetrieverConfig | str, data: DataBundle, params: dic
         if not any(item in catalog for item in item_ids):
             raise ConfigError(f"{model.name}: cannot find item texts for dataset '{data.name}': none of its items "
                               "is in the catalog" + ("" if source is None else f" of '{source}'"))
+        if model.profiles != "none":
+            catalog = _profiled(catalog, item_ids, model.profiles)
         model.with_item_embeddings(ItemEmbeddings(tuple(item_ids), embed_items(catalog, item_ids, model.embedder)))
     return model
+
+
+def _profiled(catalog: ItemCatalog, item_ids: list[str], spec: str) -> ItemCatalog:
+    """``catalog`` with the checked profiles that the LLM of ``spec`` writes for ``item_ids`` (answers cached
+    on disk, so only the first fit over a catalog runs the model)."""
+    from recllm.llm.cache import CachedLLM
+    from recllm.tasks.profiles import profiled_catalog, write_profiles
+
+    report = write_profiles(CachedLLM(build_llm(spec)), catalog, [i for i in item_ids if i in catalog])
+    return profiled_catalog(catalog, report)
 
 
 def build_llm(spec: str) -> LLM:

@@ -228,7 +228,8 @@ class SASRec(ItemTextInput, Recommender):
     ``embedder``'s vectors of the catalog texts from the composition layer): ``"concat"`` puts a semantic view
     (the frozen vectors through an ``adapter_hidden``-wide two-layer adapter) beside the id embeddings, half of
     ``hidden`` each, as in LLM-ESR's dual view; ``"add"`` adds it to full-width id embeddings; ``"init"``
-    starts the id embeddings from the vectors' principal components and trains them freely.
+    starts the id embeddings from the vectors' principal components and trains them freely. ``profiles`` names
+    an LLM whose checked item profiles join the item texts before they are embedded (``"none"``: facts only).
     """
 
     name = "sasrec"
@@ -265,6 +266,7 @@ class SASRec(ItemTextInput, Recommender):
         embedder: str = "st",
         text_catalog: str = "auto",
         adapter_hidden: Annotated[int, Field(ge=1)] = 256,
+        profiles: str = "none",
     ) -> None:
         super().__init__()
         if hidden % n_heads:
@@ -298,6 +300,7 @@ class SASRec(ItemTextInput, Recommender):
         self.embedder = embedder
         self.text_catalog = text_catalog
         self.adapter_hidden = adapter_hidden
+        self.profiles = profiles
         self._item_embeddings: ItemEmbeddings | None = None
         self.net: _SASRecNet | None = None
         self.history_: list[dict[str, Any]] = []

@@ -42,6 +42,7 @@ class ItemTextInput:
     text from the ``text_catalog`` dataset (``"auto"``: the data being fitted)."""
 
     text_catalog: str
+    profiles: str = "none"
     _item_embeddings: ItemEmbeddings | None = None
 
     def with_item_embeddings(self, embeddings: ItemEmbeddings) -> Self:
@@ -59,6 +60,8 @@ class ReadsItemText(Protocol):
 
     embedder: str
     """The embedder spec (``"st"``: the pinned MiniLM) the composition layer embeds item texts with."""
+    profiles: str
+    """``"none"``, or the LLM spec whose checked item profiles (``recllm.tasks.profiles``) join the item texts."""
 
     def text_source(self) -> str | None:
         """The dataset whose catalog holds the texts, or None for the data being fitted."""

@@ -26,11 +26,12 @@ class TextSimilarity(ItemTextInput, Recommender):
 
     @checked()
     def __init__(self, embedder: str = "st", text_catalog: str = "auto",
-                 recent: Annotated[int, Field(ge=1)] = 50) -> None:
+                 recent: Annotated[int, Field(ge=1)] = 50, profiles: str = "none") -> None:
         super().__init__()
         self.embedder = embedder
         self.text_catalog = text_catalog
         self.recent = recent
+        self.profiles = profiles
         self.vectors_: np.ndarray | None = None
         self._item_embeddings: ItemEmbeddings | None = None
 
