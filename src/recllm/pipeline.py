@@ -36,6 +36,7 @@ from recllm.models.registry import create_model
 from recllm.models.text import ItemEmbeddings, ReadsItemText
 from recllm.prompts.naming import catalog_for_llm
 from recllm.rerank.base import Reranker
+from recllm.rerank.factory import reranker_needs_llm
 
 
 class RetrieverConfig(pydantic.BaseModel):
@@ -132,9 +133,14 @@ def llm_catalog(spec: str, catalog: ItemCatalog) -> ItemCatalog:
     return catalog_for_llm(spec, catalog)
 
 
-def build_reranker(name: str, llm: LLM, catalog: ItemCatalog, options: dict[str, Any] | None = None) -> Reranker:
-    """The registered re-ranker ``name`` over ``llm`` and a catalog already named as ``llm`` knows it."""
+def build_reranker(name: str, llm: LLM | None, catalog: ItemCatalog, options: dict[str, Any] | None = None
+                   ) -> Reranker:
+    """The registered re-ranker ``name`` over ``llm`` (None for one that needs none, e.g. ``distilled``) and a
+    catalog already named as ``llm`` knows it."""
     from recllm.rerank.factory import create_reranker
+
+    if llm is None and reranker_needs_llm(name):
+        raise ConfigError(f"re-ranker '{name}' runs on a language model, and none is configured")
 
     return create_reranker(name, llm, catalog, **dict(options or {}))
 
@@ -193,9 +199,16 @@ class Pipeline:
         retriever = build_retriever(config.retriever, data)
         n_candidates = config.reranker.candidates if config.reranker is not None else 20
         pipeline = cls(retriever, data, n_candidates=n_candidates, config=config)
-        if load_llm and (config.reranker is not None or config.explain):
+        if config.reranker is not None and not reranker_needs_llm(config.reranker.name):
+            pipeline.reranker = build_reranker(config.reranker.name, None, data.catalog, config.reranker.options)
+        if load_llm and (pipeline.needs_llm or config.explain):
             pipeline.attach_llm(llm, wrap=wrap_llm)
         return pipeline
+
+    @property
+    def needs_llm(self) -> bool:
+        """Whether the configured re-ranker runs on a language model (explanations always do)."""
+        return self.config.reranker is not None and reranker_needs_llm(self.config.reranker.name)
 
     # ---- LLM stages ----------------------------------------------------------------------------------
     def attach_llm(self, llm: LLM | None = None, *, wrap: Callable[[LLM], LLM] | None = None,
@@ -213,8 +226,8 @@ class Pipeline:
 
         from recllm.tasks import Explainer, RatingPredictor
 
-        reranker = None
-        if config.reranker is not None:
+        reranker = self.reranker if self.reranker is not None and not self.reranker.needs_llm else None
+        if config.reranker is not None and reranker is None:
             spec = config.reranker_llm
             reranker = build_reranker(config.reranker.name, model_for(spec), llm_catalog(spec, self.data.catalog),
                                       config.reranker.options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 from rerank_helpers import CANDIDATES, HISTORY, PositionBiased, itemlist
 
@@ -22,11 +23,12 @@ from recllm.rerank import (
     create_reranker,
     reranker_names,
 )
+from recllm.rerank.distilled import DistilledReranker, StudentFeatures
 from recllm.testing import RerankCase, RerankerContract
 
 
 def test_every_registered_reranker_has_a_contract_class_here() -> None:
-    covered = {cls.name for cls in (TestLikelihood, TestVerbalizer, TestListwise)}
+    covered = {cls.name for cls in (TestLikelihood, TestVerbalizer, TestListwise, TestDistilled)}
     assert set(reranker_names()) <= covered
 
 
@@ -63,6 +65,22 @@ class TestVerbalizer(ByName):
 class TestListwise(ByName):
     name = "listwise"
     options: ClassVar[dict[str, Any]] = {"k": 3}
+
+
+class TestDistilled(OnTheFilmCatalog):
+    """A distilled student (random item vectors and weights), saved and built by name: no model at all."""
+
+    name = "distilled"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_reranker(cls, movies: ItemCatalog, tmp_path_factory: pytest.TempPathFactory) -> Reranker:
+        rng = np.random.default_rng(0)
+        features = StudentFeatures(movies.ids, rng.normal(size=(len(movies), 6)), rng.integers(1, 50, len(movies)))
+        folder = tmp_path_factory.mktemp("student")
+        DistilledReranker.from_parts(features, rng.normal(size=features.dim).astype(np.float32),
+                                     blend_weight=0.7).save(folder)
+        return create_reranker(cls.name, None, movies, path=str(folder))
 
 
 class TestPermutationAggregation(OnTheFilmCatalog):

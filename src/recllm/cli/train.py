@@ -190,3 +190,59 @@ def train_tiger(
                                                      "protocol": "full", "metrics": result.metrics,
                                                      "n_users": result.n_users, "history": history}, indent=1))
     console.print(f"saved tiger to {out} (semantic ids in {out / 'semantic-ids'})")
+
+
+@train_app.command("distill")
+@cli_errors
+def train_distill(
+    out: Annotated[Path, typer.Option(help="Folder for the student (student.safetensors + student.json).")],
+    dataset: DatasetOpt = "movielens-100k",
+    model: Annotated[str, typer.Option(help="Retriever whose candidates the teacher judges.")] = "sasrec",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE retriever hyper-parameter."
+                                                    )] = None,
+    teacher: Annotated[str, typer.Option(help="The re-ranker to imitate (a scoring one: verbalizer or "
+                                         "likelihood).")] = "verbalizer",
+    llm: Annotated[str, typer.Option(help="The teacher's language model spec.")] = "hf",
+    users: Annotated[int, typer.Option(help="Validation-time lists the teacher judges.")] = 400,
+    candidates: Annotated[int, typer.Option(help="Candidates per list.")] = 20,
+    embedder: Annotated[str, typer.Option(help="Item-text vectors the student reads (lm: the LLM's hidden "
+                                          "states; st: the sentence embedder).")] = "lm",
+    seed: Annotated[int, typer.Option(help="Seed of the user sample and the held-out lists.")] = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Distil an LLM re-ranker into a student that re-ranks with no language model at request time: the teacher
+    judges the retriever's top candidates for validation-time users (no test interaction is seen), a ridge
+    regression learns to imitate it from precomputed item vectors. Use it as re-ranker `distilled` with
+    option path=OUT."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.eval.runner import make_split
+    from recllm.llm.cache import CachedLLM
+    from recllm.pipeline import RetrieverConfig, build_llm, build_reranker, build_retriever, llm_catalog
+    from recllm.train.distill import distill
+
+    options = _split_options(param, model)
+    with console.status(f"loading {dataset} and fitting {model} on its training part"):
+        bundle = load_dataset(dataset)
+        split = make_split(bundle, seed=seed)
+        retriever = build_retriever(RetrieverConfig(model=model, params=options), bundle)
+        retriever.fit(split.train, valid=split.valid)
+    judge_with = build_reranker(teacher, CachedLLM(build_llm(llm)), llm_catalog(llm, bundle.catalog))
+    with console.status(f"the {teacher} teacher judges {users} lists of {candidates}"):
+        student, report, _ = distill(judge_with, retriever, split, bundle.catalog, users=users, n=candidates,
+                                     embedder=embedder, seed=seed,
+                                     info={"dataset": bundle.name, "retriever": model, "llm": llm})
+    student.save(out)
+    table = Table(title=f"student of {teacher} ({llm}) on {bundle.name}", title_justify="left", show_header=False)
+    rows = [("lists judged", f"{report.lists}"),
+            ("ridge strength", f"{report.l2:g} (held-out Spearman with the teacher {report.agreement[report.l2]:.3f})"),
+            ("teacher blend", f"weight {report.teacher_blend.weight:.1f}, validation NDCG@10 "
+                              f"{report.teacher_blend.value:.4f} (retriever alone "
+                              f"{report.teacher_blend.values[0.0]:.4f})"),
+            ("student blend", f"weight {report.student_blend.weight:.1f}, validation NDCG@10 "
+                              f"{report.student_blend.value:.4f}"),
+            ("feature weights", ", ".join(f"{k} {v:+.3f}" for k, v in report.feature_weights.items()))]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"student written to {out}; use it with reranker name 'distilled' and option path={out}")

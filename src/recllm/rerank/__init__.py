@@ -1,4 +1,5 @@
-"""LLM re-rankers (likelihood, verbalizer, listwise), grounding, permutation aggregation and blending."""
+"""LLM re-rankers (likelihood, verbalizer, listwise), grounding, permutation aggregation, blending, and the
+distilled student that re-ranks without a language model."""
 
 from recllm.rerank.base import (
     Attempt,
@@ -18,7 +19,8 @@ from recllm.rerank.blend import (
     normalize_scores,
 )
 from recllm.rerank.diagnostics import Diagnostics, DiagnosticsSummary, summarize_diagnostics
-from recllm.rerank.factory import RERANKERS, create_reranker, reranker_names
+from recllm.rerank.distilled import DistilledReranker, StudentFeatures
+from recllm.rerank.factory import RERANKERS, create_reranker, reranker_names, reranker_needs_llm
 from recllm.rerank.likelihood import LikelihoodReranker, LikelihoodScores
 from recllm.rerank.listwise import ListwiseReranker
 from recllm.rerank.parsing import ParsedRanking, RankingParser, parse_ranking
@@ -33,6 +35,7 @@ __all__ = [
     "BlendedReranker",
     "Diagnostics",
     "DiagnosticsSummary",
+    "DistilledReranker",
     "Grounded",
     "LLMReranker",
     "LikelihoodReranker",
@@ -44,6 +47,7 @@ __all__ = [
     "RerankError",
     "RerankResult",
     "Reranker",
+    "StudentFeatures",
     "VerbalizerReranker",
     "aggregate_rankings",
     "blend_scores",
@@ -53,5 +57,6 @@ __all__ = [
     "normalize_scores",
     "parse_ranking",
     "reranker_names",
+    "reranker_needs_llm",
     "summarize_diagnostics",
 ]

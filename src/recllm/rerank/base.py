@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class Reranker(ABC):
     is the retriever order used for tie-breaking and filling). ``user`` (optional) is the user's id, passed
     on to prompts (it keeps the user out of their own few-shot demonstrations).
     """
+
+    needs_llm: ClassVar[bool] = True
+    """False for a re-ranker that runs without a language model (a distilled student)."""
 
     @property
     @abstractmethod

@@ -21,6 +21,7 @@ RERANKERS: Registry[type[Reranker]] = Registry("re-ranker", "recllm.rerankers",
 RERANKERS.register("likelihood", "recllm.rerank.likelihood:LikelihoodReranker")
 RERANKERS.register("verbalizer", "recllm.rerank.verbalizer:VerbalizerReranker")
 RERANKERS.register("listwise", "recllm.rerank.listwise:ListwiseReranker")
+RERANKERS.register("distilled", "recllm.rerank.distilled:DistilledReranker")
 
 
 def reranker_names() -> list[str]:
@@ -28,7 +29,12 @@ def reranker_names() -> list[str]:
     return RERANKERS.names()
 
 
-def create_reranker(name: str, llm: LLM, catalog: ItemCatalog, **options: Any) -> Reranker:
+def reranker_needs_llm(name: str) -> bool:
+    """Whether re-ranker ``name`` runs on a language model (False for a distilled student)."""
+    return bool(getattr(RERANKERS.get_component(name), "needs_llm", True))
+
+
+def create_reranker(name: str, llm: LLM | None, catalog: ItemCatalog, **options: Any) -> Reranker:
     """The re-ranker ``name`` ("likelihood", "verbalizer", "listwise" or a plugin) over ``llm`` and ``catalog``;
     ``options`` are its constructor's keyword arguments, validated by type (``calibrate="maybe"`` is an
     error, ``"false"`` from a command line is False). A misspelt name or option is a ConfigError."""

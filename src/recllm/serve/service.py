@@ -281,7 +281,7 @@ class Service:
             if unknown:
                 raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
             seen = list(history or [])
-        if rerank or explain:
+        if explain or (rerank and self.pipeline.needs_llm):
             self._require_llm()
         try:
             with _llm_errors():
@@ -409,8 +409,11 @@ class Service:
                 note = f"{exc}; rules only, retriever order"
         extractor = LLMExtractor(stages.llm, self.data.catalog) if stages is not None and \
             self.config.chat_llm_extraction else RuleExtractor(self.data.catalog)
-        reranker = _Locked(stages.reranker, self._lock) if stages is not None and stages.reranker is not None and \
-            self.config.chat_rerank else None
+        chat_reranker = stages.reranker if stages is not None else None
+        if chat_reranker is None and self.pipeline.reranker is not None and not self.pipeline.needs_llm:
+            chat_reranker = self.pipeline.reranker  # a distilled student needs no language model
+        reranker = _Locked(chat_reranker, self._lock) if chat_reranker is not None and self.config.chat_rerank \
+            else None
         recommender = ChatRecommender(self.data, self.retriever, self.popular, reranker=reranker,
                                       candidates=self.config.candidates, wishes=self.wish_matcher(),
                                       wish_weight=self.config.wish_weight)
