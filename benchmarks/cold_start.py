@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+import _script
 from _docs import machine_text, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
@@ -161,25 +159,18 @@ def docs(_: argparse.Namespace) -> None:
             "cold items, targets are that user's own (NDCG@10 and HR@10 per user, averaged; one split per seed). "
             "`text-*` score items by the cosine of their text vector to the mean of the user's history vectors "
             "(`st`: MiniLM, `lm`: mean hidden states of the default LLM); `sasrec-text-*` is SASRec with the "
-            "semantic view of the text, trained on the warm items only.\n\n" + "\n\n".join(sections))
+            "semantic view of the text, trained on the warm items only; `-profiles` rows add the default LLM's "
+            "checked item profiles to the text (see the item-profiles section).\n\n" + "\n\n".join(sections))
     write_section("cold-start", body)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["run", "docs"])
+    parser = _script.parser(__doc__)
     parser.add_argument("--dataset", default="movielens-100k")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--scorers", default=",".join(SCORERS))
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    command = "python benchmarks/cold_start.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.section == "run":
-        run(args, command)
-    docs(args)
+    _script.main("cold_start.py", parser, run, docs)
 
 
 if __name__ == "__main__":

@@ -24,16 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 
+import _script
 from _docs import machine_text, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
@@ -184,23 +182,15 @@ def docs() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["run", "docs"])
+    parser = _script.parser(__doc__)
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--train-users", type=int, default=400)
     parser.add_argument("--latency-users", type=int, default=20)
     parser.add_argument("--teacher", default="verbalizer")
     parser.add_argument("--llm", default="hf")
     parser.add_argument("--embedder", default="lm")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sasrec-epochs", type=int, default=None, help="cap SASRec's epochs (a quick smoke run)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    command = "python benchmarks/distill.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.section == "run":
-        run(args, command)
-    docs()
+    _script.main("distill.py", parser, run, lambda _: docs())
 
 
 if __name__ == "__main__":

@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 
-import torch
-
+import _script
 from _docs import machine_text, write_section
 from recllm.data import load_dataset
 from recllm.eval.report import machine_info
@@ -89,18 +86,10 @@ def docs() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["run", "docs"])
+    parser = _script.parser(__doc__)
     parser.add_argument("--dataset", default="movielens-100k")
     parser.add_argument("--llm", default="hf")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    command = "python benchmarks/item_profiles.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.section == "run":
-        run(args, command)
-    docs()
+    _script.main("item_profiles.py", parser, run, lambda _: docs())
 
 
 if __name__ == "__main__":

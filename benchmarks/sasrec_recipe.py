@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+import _script
 from _docs import machine_text, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
@@ -277,26 +275,19 @@ def docs(args: argparse.Namespace) -> None:
             "the rest tail. `text-*` variants put item text into SASRec (`st`: MiniLM sentence vectors of "
             "title, year and genres; `lm`: mean hidden states of the default LLM): `concat` a frozen semantic view "
             "with an adapter beside the id embeddings, `add` the same added to them, `init` id embeddings "
-            "started from the text's principal components.\n\n" + "\n\n".join(sections))
+            "started from the text's principal components; `-profiles` adds the default LLM's checked item profiles "
+            "to the text (see the item-profiles section).\n\n" + "\n\n".join(sections))
     write_section("sasrec-recipe", body)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["run", "docs"])
+    parser = _script.parser(__doc__)
     parser.add_argument("--dataset", default="movielens-100k")
     parser.add_argument("--variants", default="recllm")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--extra", default="", help="JSON of further SASRec parameters (names a new variant)")
     parser.add_argument("--base", default=BASE, help="the variant the paired differences are taken against")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    command = "python benchmarks/sasrec_recipe.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.section == "run":
-        run(args, command)
-    docs(args)
+    _script.main("sasrec_recipe.py", parser, run, docs)
 
 
 if __name__ == "__main__":

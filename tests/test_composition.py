@@ -102,6 +102,14 @@ def test_llm_spec_options_after_commas_are_typed_and_validated() -> None:
         create_llm("openai:http://127.0.0.1:9/v1,model")
 
 
+def walk(n_items: int, *, users: int, steps: int) -> DataBundle:
+    """Users walking ``steps`` consecutive movies of a ring of ``n_items`` ("Movie k", one genre each year)."""
+    user_ids = [f"u{u}" for u in range(users) for _ in range(steps)]
+    items = [f"m{(u + step) % n_items}" for u in range(users) for step in range(steps)]
+    dataset = Dataset.from_ids(user_ids, items, timestamps=np.tile(np.arange(steps), users), name="walk")
+    return DataBundle(dataset, ItemCatalog(Item(f"m{k}", f"Movie {k}", 1990 + k, ("Drama",)) for k in range(n_items)))
+
+
 class SeenTextsEmbedder(Embedder):
     """A deterministic test embedder that records the texts it embedded."""
 
@@ -128,11 +136,8 @@ def test_a_text_reading_model_gets_the_catalog_embedded_by_the_composition_layer
     EMBEDDERS.register("seen-texts", SeenTextsEmbedder)
     try:
         n = 12
-        users = [f"u{u}" for u in range(30) for _ in range(6)]
-        items = [f"m{(u + step) % n}" for u in range(30) for step in range(6)]
-        dataset = Dataset.from_ids(users, items, timestamps=np.tile(np.arange(6), 30), name="walk")
-        catalog = ItemCatalog(Item(f"m{k}", f"Movie {k}", 1990 + k, ("Drama",)) for k in range(n))
-        bundle = DataBundle(dataset, catalog)
+        bundle = walk(n, users=30, steps=6)
+        dataset, catalog = bundle.dataset, bundle.catalog
         with pytest.raises(ConfigError, match="cannot find item texts for dataset 'walk'"):
             TIGER(levels=2, codebook_size=4).fit(dataset)  # without the composition layer there is no text
         model = build_retriever(RetrieverConfig(model="tiger", params={
@@ -170,13 +175,10 @@ def test_a_text_model_with_profiles_embeds_the_kept_profiles_with_the_facts(tmp_
     SeenTextsEmbedder.seen.clear()
     try:
         n = 6
-        users = [f"u{u}" for u in range(10) for _ in range(4)]
-        items = [f"m{(u + step) % n}" for u in range(10) for step in range(4)]
-        dataset = Dataset.from_ids(users, items, timestamps=np.tile(np.arange(4), 10), name="walk")
-        catalog = ItemCatalog(Item(f"m{k}", f"Movie {k}", 1990 + k, ("Drama",)) for k in range(n))
+        bundle = walk(n, users=10, steps=4)
+        dataset, catalog = bundle.dataset, bundle.catalog
         model = build_retriever(RetrieverConfig(model="text", params={"embedder": "seen-texts",
-                                                                      "profiles": "profile-writer"}),
-                                DataBundle(dataset, catalog))
+                                                                      "profiles": "profile-writer"}), bundle)
         texts = dict(zip(dataset.item_vocab.ids, SeenTextsEmbedder.seen, strict=True))
         for k in range(n):
             facts = catalog.describe(f"m{k}")

@@ -79,6 +79,22 @@ def test_train_lm_writes_an_adapter_the_rerankers_load(dataset: str, tmp_path: P
     assert again.returncode == 2 and "overwrite" in again.stderr and "Traceback" not in again.stderr
 
 
+def test_train_distill_writes_a_student_that_recommends_with_no_language_model(dataset: str, tmp_path: Path) -> None:
+    out = tmp_path / "student"
+    proc = recllm("train", "distill", "--dataset", dataset, "--model", "itemknn", "-p", "neighbors=10",
+                  "--users", "12", "--candidates", "6", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "lists judged" in proc.stdout and "held-out Spearman" in proc.stdout
+    record = json.loads((out / "student.json").read_text())
+    assert len(record["items"]) == 24 and record["info"]["teacher"] == "verbalizer"
+    assert record["info"]["report"]["lists"] == 12
+    rec = recllm("recommend", "--dataset", dataset, "--user", "u0", "--k", "3", "--model", "itemknn",
+                 "-p", "neighbors=10", "--rerank", "distilled", "-p", f"distilled.path={out}", "--candidates", "6",
+                 "--llm", "none", "--json")
+    assert rec.returncode == 0, rec.stderr
+    assert len(json.loads(rec.stdout)) == 3
+
+
 @pytest.mark.parametrize(("args", "fragment"), [
     (("--naming", "semantic"), "--naming semantic needs --semantic-ids"),
     (("--tasks", "next,guess"), "unknown instruction task 'guess'"),
