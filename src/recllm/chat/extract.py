@@ -165,16 +165,36 @@ EXTRACTION_PROMPT = (
     "[] or null when the message says nothing about a key. Answer with the JSON object only.")
 
 
+def extraction_schema(genres: Sequence[str], *, max_items: int = 2, max_title: int = 60) -> dict[str, Any]:
+    """The JSON schema of ``EXTRACTION_PROMPT``'s answer: genres from ``genres`` only, at most ``max_items`` per
+    list and ``max_title`` characters per title, years as integers or null, compact (no free whitespace), so a
+    constrained answer is short enough to finish within the token limit."""
+    def listing(items: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": items, "maxItems": max_items}
+
+    title = {"type": "string", "maxLength": max_title}
+    genre = {"enum": sorted(genres)}
+    year = {"anyOf": [{"type": "integer", "minimum": 1880, "maximum": 2030}, {"type": "null"}]}
+    properties = {"liked_titles": listing(title), "disliked_titles": listing(title), "genres": listing(genre),
+                  "avoid_genres": listing(genre), "min_year": year, "max_year": year}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False,
+            "x-guidance": {"whitespace_flexible": False}}
+
+
 class LLMExtractor:
     """Asks the model for the preference fields as JSON and keeps only what checks out (see module docstring);
-    the rule-based reading is always merged in, so an unusable answer loses nothing."""
+    the rule-based reading is always merged in, so an unusable answer loses nothing. On a backend that follows
+    JSON schemas (``can_schema``) and with ``constrain``, the answer is decoded under ``extraction_schema``, so
+    it is valid JSON of the right shape whenever it finishes within ``max_new_tokens``."""
 
-    def __init__(self, llm: LLM, catalog: ItemCatalog, *, max_new_tokens: int = 96) -> None:
+    def __init__(self, llm: LLM, catalog: ItemCatalog, *, max_new_tokens: int | None = None,
+                 constrain: bool = True) -> None:
         self.llm = llm
         self.catalog = catalog
         self.rules = RuleExtractor(catalog)
-        self.max_new_tokens = max_new_tokens
         self.genres = {g.lower(): g for item in catalog for g in item.genres}
+        self.schema = extraction_schema(sorted(set(self.genres.values()))) if constrain and llm.can_schema else None
+        self.max_new_tokens = max_new_tokens or (160 if self.schema is not None else 96)
         self.n_unusable = 0
 
     def extract(self, message: str, state: Preferences) -> PreferenceUpdate:
@@ -182,7 +202,7 @@ class LLMExtractor:
         try:
             text = self.llm.generate([GenerationRequest(
                 messages=({"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": message}),
-                max_new_tokens=self.max_new_tokens, temperature=0.0)])[0].text
+                max_new_tokens=self.max_new_tokens, temperature=0.0, json_schema=self.schema)])[0].text
         except LLMError as exc:
             self.n_unusable += 1
             return _with_note(ruled, f"language model unavailable ({exc}); rules only")

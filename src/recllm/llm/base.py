@@ -40,7 +40,8 @@ class GenerationRequest:
 
     ``temperature=0`` is greedy decoding; above 0 the output is sampled, reproducibly when ``seed`` is set.
     ``stop`` strings end the output early and are not part of the returned text. ``json_schema`` asks for
-    output constrained to that schema and needs a backend with ``can_schema``.
+    output constrained to that schema and needs a backend with ``can_schema``; ``grammar`` (a Lark grammar in
+    llguidance's dialect, e.g. a choice of labels) needs one with ``can_grammar``. At most one of the two.
     """
 
     messages: tuple[dict[str, str], ...] | None = None
@@ -51,10 +52,15 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
     seed: int | None = None
+    grammar: str | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise LLMError("a generation request needs exactly one of 'messages' or 'prompt'")
+        if self.json_schema is not None and self.grammar is not None:
+            raise LLMError("a generation request takes a 'json_schema' or a 'grammar', not both")
+        if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar.strip()):
+            raise LLMError(f"request 'grammar' must be a non-empty Lark grammar string, got {self.grammar!r}")
         if self.messages is not None:
             object.__setattr__(self, "messages", _normalise_messages(self.messages))
         elif not isinstance(self.prompt, str):
@@ -102,6 +108,7 @@ class GenerationRequest:
             "stop": list(self.stop),
             "json_schema": self.json_schema,
             "seed": self.seed,
+            **({"grammar": self.grammar} if self.grammar is not None else {}),
         }
 
 
@@ -231,6 +238,11 @@ class LLM(SpecBuilt, ABC):
         return False
 
     @property
+    def can_grammar(self) -> bool:
+        """Whether ``GenerationRequest.grammar`` is honoured."""
+        return False
+
+    @property
     def context_length(self) -> int | None:
         """Maximum number of tokens (prompt plus output) the model takes, when known."""
         return None
@@ -253,6 +265,9 @@ class LLM(SpecBuilt, ABC):
             if request.json_schema is not None and not self.can_schema:
                 raise CapabilityError(f"backend '{self.backend}' ({self.model_name}) cannot constrain output to a "
                                       f"JSON schema (requests[{i}]); parse the text instead")
+            if request.grammar is not None and not self.can_grammar:
+                raise CapabilityError(f"backend '{self.backend}' ({self.model_name}) cannot constrain output to a "
+                                      f"grammar (requests[{i}]); parse the text instead")
         if not requests:
             return []
         completions = self._generate(requests)

@@ -148,6 +148,10 @@ class CachedLLM(LLM):
         return self.inner.can_schema
 
     @property
+    def can_grammar(self) -> bool:
+        return self.inner.can_grammar
+
+    @property
     def context_length(self) -> int | None:
         return self.inner.context_length
 

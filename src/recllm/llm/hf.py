@@ -37,6 +37,7 @@ from recllm.llm.base import (
     _check_prompt,
     _check_texts,
 )
+from recllm.llm.constrained import GrammarLogitsProcessor, compile_grammar, constraint_key, llguidance_tokenizer
 from recllm.llm.resolve import CHATML_TEMPLATE, ResolvedModel, resolve_llm
 from recllm.torch_runtime import pick_device
 
@@ -93,7 +94,8 @@ class HFBackend(LLM):
 
     ``score_batch_size`` continuations are scored per forward pass, ``generate_batch_size`` greedy requests
     decoded together. ``num_threads`` sets torch's (process-wide) CPU thread count when given.
-    JSON-schema-constrained output is not offered (``can_schema`` is False).
+    Output constrained by a JSON schema or a Lark grammar (``can_schema``, ``can_grammar``) is decoded through
+    llguidance (``recllm.llm.constrained``): every token outside the grammar is masked, so the output follows it.
     """
 
     target_argument = "model"
@@ -144,6 +146,7 @@ class HFBackend(LLM):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         self._eos_ids = self._collect_eos_ids()
+        self._ll_tokenizer: Any = None
         forward_params = inspect.signature(self.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in forward_params
         # recent transformers (5.24 here) name the key/value cache ``cache`` (``past_key_values`` is deprecated and
@@ -154,6 +157,14 @@ class HFBackend(LLM):
     # ---- capabilities and helpers -----------------------------------------------------------------
     @property
     def can_score(self) -> bool:
+        return True
+
+    @property
+    def can_schema(self) -> bool:
+        return True
+
+    @property
+    def can_grammar(self) -> bool:
         return True
 
     @property
@@ -352,7 +363,7 @@ class HFBackend(LLM):
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, r in enumerate(requests):
             alone = r.seed is not None and not r.greedy
-            key = (r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed, i if alone else None)
+            key = (r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed, constraint_key(r), i if alone else None)
             groups.setdefault(key, []).append(i)
         for members in groups.values():
             members.sort(key=lambda i: len(encoded[i]))
@@ -385,6 +396,11 @@ class HFBackend(LLM):
         if request.stop:
             params["stop_strings"] = list(request.stop)
             extra["tokenizer"] = self.tokenizer
+        if constraint_key(request) is not None:
+            from transformers import LogitsProcessorList
+
+            extra["logits_processor"] = LogitsProcessorList([GrammarLogitsProcessor(
+                self._grammar_tokenizer(), compile_grammar(request), len(rows), width)])
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                       generation_config=GenerationConfig(**params), **extra)
@@ -393,6 +409,13 @@ class HFBackend(LLM):
                                      generated_tokens=sum(c.completion_tokens for c in completions),
                                      seconds=time.perf_counter() - start)
         return completions
+
+    def _grammar_tokenizer(self) -> Any:
+        """llguidance's view of the tokenizer (built once: it reads the whole vocabulary)."""
+        if self._ll_tokenizer is None:
+            n_vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self._ll_tokenizer = llguidance_tokenizer(self.tokenizer, n_vocab, self._eos_ids)
+        return self._ll_tokenizer
 
     def _finish(self, request: GenerationRequest, n_prompt: int, new: list[int]) -> Completion:
         eos = set(self._eos_ids)

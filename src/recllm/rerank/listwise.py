@@ -9,6 +9,7 @@ order, counting each. This works with any backend, including those that cannot s
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -33,7 +34,10 @@ class ListwiseReranker(LLMReranker):
     ``output``: the template's output format (``"lines"`` default, or ``"json"``); ``max_new_tokens``: the
     generation limit (None: the template's answer reserve for ``k`` candidates); ``fuzzy_cutoff``: title
     similarity needed to match a candidate. ``variant`` ("zero-shot", "few-shot", "chain-of-thought"),
-    ``builder`` and ``prompt_options`` as for ``LikelihoodReranker``.
+    ``builder`` and ``prompt_options`` as for ``LikelihoodReranker``. ``constrain``: on a backend that follows
+    grammars (``can_grammar``), the answer is decoded so that it can only be ``k`` candidate labels (lines, or
+    the JSON form), so it never names an item outside the candidates; the chain-of-thought variant, whose
+    reasoning is free text, is never constrained.
     """
 
     kind = "listwise"
@@ -42,8 +46,10 @@ class ListwiseReranker(LLMReranker):
     def __init__(self, llm: LLM, catalog: ItemCatalog, *, k: Annotated[int, Field(ge=1)] | None = None,
                  output: str | None = None, max_new_tokens: Annotated[int, Field(ge=1)] | None = None,
                  fuzzy_cutoff: Annotated[float, Field(gt=0, le=1)] = 0.75, variant: str = "zero-shot",
-                 builder: PromptBuilder | None = None, prompt_options: Mapping[str, Any] | None = None) -> None:
+                 builder: PromptBuilder | None = None, prompt_options: Mapping[str, Any] | None = None,
+                 constrain: bool = True) -> None:
         super().__init__(llm)
+        self.constrain = constrain
         self.catalog = catalog
         self.k = k
         self.max_new_tokens = max_new_tokens
@@ -58,6 +64,22 @@ class ListwiseReranker(LLMReranker):
         template = self.builder.template
         return max(1, template.answer_tokens + template.answer_tokens_per_candidate * n_listed)
 
+    def constraint(self, labels: tuple[str, ...], k: int) -> dict[str, Any]:
+        """The request's constraint: ``k`` of the candidate ``labels`` in the answer format (none when the backend
+        cannot follow a grammar, ``constrain`` is off, or the answer starts with free reasoning)."""
+        if not self.constrain or self.builder.template.variant == "chain-of-thought":
+            return {}
+        if self.builder.output == "json" and self.llm.can_schema:
+            values = [int(label) if label.isdigit() else label for label in labels]
+            return {"json_schema": {"type": "object", "additionalProperties": False, "required": ["ranking"],
+                                    "properties": {"ranking": {"type": "array", "items": {"enum": values},
+                                                               "minItems": k, "maxItems": k}},
+                                    "x-guidance": {"whitespace_flexible": False}}}
+        if self.builder.output == "lines" and self.llm.can_grammar:
+            choice = " | ".join(json.dumps(label) for label in labels)
+            return {"grammar": "start: " + ' "\\n" '.join(["label"] * k) + f"\nlabel: {choice}\n"}
+        return {}
+
     def parse(self, text: str, candidates: tuple[str, ...], labels: tuple[str, ...]) -> ParsedRanking:
         """Read one generated answer against the candidates and labels it was shown with."""
         return RankingParser(candidates, labels, self.catalog, cutoff=self.fuzzy_cutoff).parse(text)
@@ -67,7 +89,7 @@ class ListwiseReranker(LLMReranker):
         k = min(self.k or len(ids), len(ids))
         prompt = self.builder.build(history, user=user, candidates=ids, k=k)
         completion = self.llm.generate([prompt.request(self.llm, max_new_tokens=self.token_limit(k),
-                                                       temperature=0.0)])[0]
+                                                       temperature=0.0, **self.constraint(prompt.labels, k))])[0]
         parsed = self.parse(completion.text, prompt.candidates, prompt.labels)
         if parsed.format_error:
             log.debug("listwise: unreadable answer %r", completion.text[:200])

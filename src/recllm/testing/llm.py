@@ -103,6 +103,22 @@ class LLMBackendContract:
         with pytest.raises(CapabilityError):
             contract_llm.generate([request])
 
+    def test_a_json_schema_is_followed_when_honoured(self, contract_llm: LLM) -> None:
+        if not contract_llm.can_schema:
+            pytest.skip("the backend does not honour JSON schemas")
+        schema = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}, "required": ["answer"],
+                  "additionalProperties": False}
+        out = contract_llm.generate([GenerationRequest.text(self.prompt, max_new_tokens=32, json_schema=schema)])
+        assert json.loads(out[0].text) in ({"answer": "yes"}, {"answer": "no"})
+
+    def test_a_grammar_is_followed_or_refused(self, contract_llm: LLM) -> None:
+        request = GenerationRequest.text(self.prompt, max_new_tokens=8, grammar='start: "red" | "green" | "blue"')
+        if not contract_llm.can_grammar:
+            with pytest.raises(CapabilityError):
+                contract_llm.generate([request])
+            return
+        assert contract_llm.generate([request])[0].text in {"red", "green", "blue"}
+
     # ---- scoring ----------------------------------------------------------------------------------
     def test_scoring_without_can_score_is_a_capability_error(self, contract_llm: LLM) -> None:
         if contract_llm.can_score:
