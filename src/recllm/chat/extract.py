@@ -206,7 +206,7 @@ class LLMExtractor:
         except LLMError as exc:
             self.n_unusable += 1
             return _with_note(ruled, f"language model unavailable ({exc}); rules only")
-        parsed = _json_object(text)
+        parsed = first_json_object(text)
         if parsed is None:
             self.n_unusable += 1
             return _with_note(ruled, "the model's answer held no JSON object; rules only")
@@ -260,7 +260,8 @@ class LLMExtractor:
                 "min_year": year("min_year"), "max_year": year("max_year")}, dropped
 
 
-def _json_object(text: str) -> dict[str, Any] | None:
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first balanced ``{...}`` in ``text`` that parses as a JSON object (None when there is none)."""
     start = text.find("{")
     while start != -1:
         depth = 0
