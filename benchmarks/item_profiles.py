@@ -49,6 +49,7 @@ def run(args: argparse.Namespace, command: str) -> None:
                for i in SAMPLES if i in report.profiles]
     payload = {"dataset": args.dataset, "llm": args.llm, "report": report.as_dict(), "seconds": seconds,
                "model_calls": llm.misses, "cache_hits": llm.hits, "samples": samples, "command": command,
+               "note": args.note,
                "machine": machine_info(), "threads": args.threads,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     _path(args.dataset).parent.mkdir(exist_ok=True)
@@ -62,7 +63,7 @@ def docs() -> None:
         p = json.loads(path.read_text())
         r = p["report"]
         rate = (f"{p['seconds']:.0f} s for {p['model_calls']} model calls" if p["model_calls"] else
-                "answers read from the response cache")
+                "answers read from the response cache") + (f" ({p['note']})" if p.get("note") else "")
         lines = [f"**{p['dataset']}**, `{p['llm']}`: {r['kept']} of {r['items']} profiles kept "
                  f"({r['kept_share']:.0%}); violations by kind: "
                  + ", ".join(f"{k} {v}" for k, v in r["violations"].items()) + f". {rate}.", "",
@@ -89,6 +90,7 @@ def main() -> None:
     parser = _script.parser(__doc__)
     parser.add_argument("--dataset", default="movielens-100k")
     parser.add_argument("--llm", default="hf")
+    parser.add_argument("--note", default="", help="a remark on the run printed beside its time")
     _script.main("item_profiles.py", parser, run, lambda _: docs())
 
 
