@@ -3,10 +3,12 @@ next-token label scoring."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from recllm.llm import CapabilityError, GenerationRequest, LLMError
+from recllm.llm import GenerationRequest, LLMError
 from recllm.llm.hf import HFBackend
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -55,10 +57,12 @@ def test_stop_strings_cut_the_output(llm: HFBackend) -> None:
     assert cut.completion_tokens < full.completion_tokens
 
 
-def test_json_schema_is_refused_by_hf(llm: HFBackend) -> None:
-    assert not llm.can_schema
-    with pytest.raises(CapabilityError, match="JSON schema"):
-        llm.generate([GenerationRequest.text("hi", json_schema={"type": "object"})])
+def test_hf_follows_json_schemas_and_grammars(llm: HFBackend) -> None:
+    assert llm.can_schema and llm.can_grammar  # details in test_constrained.py
+    schema = {"type": "object", "properties": {"greeting": {"enum": ["hello", "hi"]}}, "required": ["greeting"],
+              "additionalProperties": False}
+    out = llm.generate([GenerationRequest.text("hi", max_new_tokens=32, json_schema=schema)])[0]
+    assert json.loads(out.text) in ({"greeting": "hello"}, {"greeting": "hi"})
 
 
 def test_logprobs_prefer_the_natural_continuation(llm: HFBackend) -> None:

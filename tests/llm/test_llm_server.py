@@ -3,6 +3,7 @@ request serialisation over real HTTP (uvicorn in a thread, with stand-in models 
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from fakes import ScriptedLLM
 from recllm.llm import LLM, Completion, GenerationRequest
 from recllm.llm.hf import HFBackend
 from recllm.llm.server import create_app
@@ -42,7 +44,7 @@ def test_health_and_models_advertise_the_model_and_its_capabilities(client: Test
     [card] = client.get("/v1/models").json()["data"]
     assert card["id"] == llm.model_name and card["object"] == "model"
     info = card["recllm"]
-    assert info["can_score"] is True and info["can_schema"] is False and info["echo_logprobs"] is True
+    assert info["can_score"] is True and info["can_schema"] is True and info["echo_logprobs"] is True
     assert info["context_length"] == llm.context_length
     assert {"logprobs", "next_token_logprobs", "tokenize", "render_chat"} <= set(info["endpoints"])
     assert client.get("/v1/recllm/capabilities").json() == info
@@ -73,12 +75,26 @@ def test_malformed_or_invalid_requests_are_400_with_a_message(client: TestClient
     assert expected in error["message"]
 
 
-def test_requests_the_model_cannot_do_are_400_naming_the_reason(client: TestClient) -> None:
-    schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
-    response = client.post("/v1/chat/completions", json={"messages": QUESTION, "response_format": schema})
+def test_a_json_schema_response_format_is_followed(client: TestClient) -> None:
+    answer = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}, "required": ["answer"],
+              "additionalProperties": False}
+    schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": answer}}
+    response = client.post("/v1/chat/completions", json={"messages": QUESTION, "response_format": schema,
+                                                         "max_tokens": 24})
+    assert response.status_code == 200
+    assert json.loads(response.json()["choices"][0]["message"]["content"]) in ({"answer": "yes"}, {"answer": "no"})
+
+
+def test_a_json_schema_is_refused_for_a_model_that_cannot_follow_one() -> None:
+    with TestClient(create_app(ScriptedLLM(["{}"])), raise_server_exceptions=False) as plain:
+        schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+        response = plain.post("/v1/chat/completions", json={"messages": QUESTION, "response_format": schema})
     assert response.status_code == 400
     assert _error(response)["type"] == "capability_error"
     assert "JSON schema" in _error(response)["message"]
+
+
+def test_requests_the_model_cannot_do_are_400_naming_the_reason(client: TestClient) -> None:
     response = client.post("/v1/chat/completions", json={"messages": QUESTION, "stream": True})
     assert response.status_code == 400 and "stream" in _error(response)["message"]
     response = client.post("/v1/recllm/next_token_logprobs",

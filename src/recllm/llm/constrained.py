@@ -32,7 +32,10 @@ def compile_grammar(request: GenerationRequest) -> str:
     import llguidance
 
     if request.json_schema is not None:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(request.json_schema)
+        # compact JSON unless the schema asks otherwise ("x-guidance"): a small model given free whitespace can
+        # spend its whole token budget on newlines
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(request.json_schema,
+                                                                defaults={"whitespace_flexible": False})
         what = "JSON schema"
     elif request.grammar is not None:
         grammar = llguidance.LLMatcher.grammar_from_lark(request.grammar)
