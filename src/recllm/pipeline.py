@@ -141,7 +141,6 @@ def build_reranker(name: str, llm: LLM | None, catalog: ItemCatalog, options: di
 
     if llm is None and reranker_needs_llm(name):
         raise ConfigError(f"re-ranker '{name}' runs on a language model, and none is configured")
-
     return create_reranker(name, llm, catalog, **dict(options or {}))
 
 
@@ -207,7 +206,7 @@ class Pipeline:
 
     @property
     def needs_llm(self) -> bool:
-        """Whether the configured re-ranker runs on a language model (explanations always do)."""
+        """Whether the configured re-ranker runs on a language model (explanations need one in any case)."""
         return self.config.reranker is not None and reranker_needs_llm(self.config.reranker.name)
 
     # ---- LLM stages ----------------------------------------------------------------------------------
