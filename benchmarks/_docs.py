@@ -1,8 +1,11 @@
-"""Write a benchmark's section into docs/benchmarks.md between its own markers, leaving others intact."""
+"""Write a benchmark's section into docs/benchmarks.md between its own markers, leaving others intact; the
+paired bootstrap interval the sections report."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = ("# Benchmarks\n\nEvery figure below is written by a script in `benchmarks/`; each section names its "
@@ -26,3 +29,11 @@ def machine_text(info: dict[str, object]) -> str:
     """The machine of a result (``recllm.eval.report.machine_info``) in one line."""
     return (f"{info.get('cores')} cores, {info.get('memory_gib')} GiB, GPU {info.get('gpu', 'none')}, "
             f"torch {info.get('torch', '?')}")
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap 95% interval over users of mean(a - b)."""
+    rng = np.random.default_rng(seed)
+    diff = np.asarray(a) - np.asarray(b)
+    means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import _script
-from _docs import machine_text, write_section
+from _docs import machine_text, paired_interval, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
@@ -51,12 +51,9 @@ DATASET = "movielens-100k"
 log = logging.getLogger("distill")
 
 
-def _bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def _bootstrap(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Mean of a - b and its paired bootstrap 95% interval over users."""
-    diff = np.asarray(a) - np.asarray(b)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
-    return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return (float(np.mean(np.asarray(a) - np.asarray(b))), *paired_interval(a, b))
 
 
 def run(args: argparse.Namespace, command: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import _script
-from _docs import machine_text, write_section
+from _docs import machine_text, paired_interval, write_section
 from recllm.cli import parse_params
 from recllm.data import load_dataset
 from recllm.eval.protocols import evaluate_full, queries_for_test
@@ -176,7 +176,7 @@ def _summary(by_variant: dict[str, list[dict[str, Any]]]) -> str:
     base = {r["seed"]: r for r in by_variant[classic]}
     seeds = sorted(set(mine) & set(base))
     d, se = _paired([mine[s]["test"]["NDCG@10"] for s in seeds], [base[s]["test"]["NDCG@10"] for s in seeds])
-    lo, hi = _bootstrap(np.concatenate([mine[s]["per_user_ndcg10"] for s in seeds]),
+    lo, hi = paired_interval(np.concatenate([mine[s]["per_user_ndcg10"] for s in seeds]),
                         np.concatenate([base[s]["per_user_ndcg10"] for s in seeds]))
     test = {v: float(np.mean([r["test"]["NDCG@10"] for r in by_variant[v]])) for v in (classic, fused)}
     return ("| summary (chosen on validation) | variant | test NDCG@10 |\n|---|---|---:|\n"
@@ -191,14 +191,6 @@ def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
     diff = np.asarray(a) - np.asarray(b)
     se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
     return float(diff.mean()), se
-
-
-def _bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Paired bootstrap 95% interval over users of mean(a - b)."""
-    rng = np.random.default_rng(seed)
-    diff = a - b
-    means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def docs(args: argparse.Namespace) -> None:
@@ -247,7 +239,7 @@ def docs(args: argparse.Namespace) -> None:
                                 [base[s]["test"]["NDCG@10"] for s in seeds])
                 ratio = np.mean([mine[s]["test"]["NDCG@10"] for s in seeds]) / np.mean(
                     [base[s]["test"]["NDCG@10"] for s in seeds])
-                lo, hi = _bootstrap(np.concatenate([mine[s]["per_user_ndcg10"] for s in seeds]),
+                lo, hi = paired_interval(np.concatenate([mine[s]["per_user_ndcg10"] for s in seeds]),
                                     np.concatenate([base[s]["per_user_ndcg10"] for s in seeds]))
                 spread = "one seed, no seed spread" if np.isnan(se) else f"standard error {se:.4f}"
                 notes.append(f"- {variant} minus {base_name}, test NDCG@10, seeds {seeds}: {d:+.4f} ({spread}; "

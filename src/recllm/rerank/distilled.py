@@ -30,8 +30,8 @@ from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.errors import ConfigError
 from recllm.llm.base import LLM
-from recllm.rerank.base import Reranker, RerankResult, check_inputs, sort_by_scores
-from recllm.rerank.blend import normalize_scores
+from recllm.rerank.base import Reranker, RerankResult, check_inputs
+from recllm.rerank.blend import blend_scores, normalize_scores
 from recllm.rerank.diagnostics import Diagnostics
 
 FEATURES = ("retriever", "history_mean_cos", "history_max_cos", "popularity")
@@ -126,15 +126,10 @@ class DistilledReranker(Reranker):
     def rerank(self, history: Sequence[str], candidates: ItemList, *, user: object | None = None) -> RerankResult:
         history = check_inputs(history, candidates)
         start = time.perf_counter()
-        if len(candidates) == 0:
-            blended = np.zeros(0)
-        else:
-            student = normalize_scores(self.student_scores(history, candidates).astype(np.float64))
-            retriever = normalize_scores(np.asarray(candidates.scores, dtype=np.float64))
-            blended = self.blend_weight * student + (1.0 - self.blend_weight) * retriever
-        order = sort_by_scores(candidates.items, blended)
-        where = {item: i for i, item in enumerate(candidates.items)}
-        items = ItemList(order, np.array([blended[where[i]] for i in order], dtype=np.float64))
+        items = candidates
+        if len(candidates):
+            student = ItemList(candidates.items, self.student_scores(history, candidates).astype(np.float64))
+            items = blend_scores(candidates, student, self.blend_weight)
         diagnostics = Diagnostics(reranker=self.name, model=str(self.info.get("teacher", "student")),
                                   backend="none", n_candidates=len(candidates),
                                   latency_s=time.perf_counter() - start)

@@ -24,8 +24,9 @@ from recllm.data.itemlist import ItemList
 from recllm.data.splits import Split
 from recllm.errors import ConfigError
 from recllm.models.base import Recommender
-from recllm.rerank.base import Reranker, sort_by_scores
-from recllm.rerank.blend import DEFAULT_GRID, BlendChoice, choose_blend_weight, normalize_scores
+from recllm.ranking import ndcg_from_ranks
+from recllm.rerank.base import Reranker
+from recllm.rerank.blend import DEFAULT_GRID, BlendChoice, blend_scores, choose_blend_weight, normalize_scores
 from recllm.rerank.distilled import FEATURES, DistilledReranker, StudentFeatures
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,14 @@ def blended_ndcg(lists: Sequence[JudgedList], scores_of: Callable[[JudgedList], 
                  k: int = 10) -> float:
     """Mean NDCG@k of weight * z(scores) + (1 - weight) * z(retriever) over lists with a target (a target
     outside the candidates counts 0)."""
-    values = []
+    ranks = []
     for judged in lists:
         if judged.target is None:
             continue
-        mix = weight * normalize_scores(scores_of(judged)) + (1 - weight) * normalize_scores(judged.candidates.scores)
-        order = sort_by_scores(judged.candidates.items, mix)
-        rank = order.index(judged.target) if judged.target in order else k
-        values.append(1.0 / np.log2(rank + 2) if rank < k else 0.0)
-    if not values:
+        order = blend_scores(judged.candidates, ItemList(judged.candidates.items, scores_of(judged)), weight).items
+        ranks.append(order.index(judged.target) if judged.target in order else k)
+    values = ndcg_from_ranks(np.asarray(ranks), k)
+    if not len(values):
         raise ConfigError("no judged list has a target to choose a blend weight by")
     return float(np.mean(values))
 
