@@ -50,6 +50,9 @@ def test_search_finds_titles_the_way_people_write_them(api: httpx.Client):
     found = api.get("/items/search", params={"q": "the empire strikes back"}).json()
     assert found[0]["item"] == "172" and found[0]["year"] == 1980 and "Sci-Fi" in found[0]["genres"]
     assert api.get("/items/50").json()["title"] == "Star Wars"
+    for query, title in (("toy", "Toy Story"), ("shawshenk", "Shawshank Redemption, The"),
+                         ("usual suspects", "Usual Suspects, The"), ("12 monkeys", "Twelve Monkeys")):
+        assert api.get("/items/search", params={"q": query}).json()[0]["title"] == title, query
 
 
 def test_known_user_gets_unseen_items(api: httpx.Client, ml100k):

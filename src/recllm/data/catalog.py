@@ -9,12 +9,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from recllm.data.search import TitleSearch
 from recllm.errors import DataError, UnknownIdError
 
 _ARTICLE_SUFFIX = re.compile(r"^(?P<body>.*), (?P<article>the|a|an|les|la|le|il|das|der|die|el|l')$",
                              re.IGNORECASE)
 _LEADING_ARTICLES = frozenset({"the", "a", "an"})
 _YEAR_SUFFIX = re.compile(r"\s*\((?P<year>\d{4})\)\s*$")
+YEAR_BONUS = 0.25
+"""Added to a search match whose year is the year written in the query."""
+_QUERY_YEAR = re.compile(r"\(?(?<![0-9])(?P<year>(?:18|19|20)[0-9]{2})(?![0-9])\)?")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,25 @@ class ItemCatalog:
         for item in self:
             index.setdefault(normalize_title(item.title), []).append(item.id)
         return index
+
+    @cached_property
+    def _search(self) -> TitleSearch:
+        return TitleSearch((item.id, normalize_title(item.title)) for item in self)
+
+    def search(self, query: str, *, limit: int = 10) -> list[Item]:
+        """Items for what a person typed into a search box, best first: whole words, word starts, any case,
+        articles left out, small typos (``recllm.data.search``); a year in the query ("heat 1995") puts that
+        year's titles first."""
+        year_match = _QUERY_YEAR.search(query)
+        year = int(year_match["year"]) if year_match else None
+        words = _QUERY_YEAR.sub(" ", query) if year is not None else query
+        key = normalize_title(words) if words.strip() else ""
+        if not key:
+            return []
+        found = self._search.search(key, limit=len(self) if year is not None else limit)
+        if year is not None:  # the year lifts a title above others that match as well or a little better
+            found.sort(key=lambda f: -(f[1] + YEAR_BONUS * (self._items[f[0]].year == year)))
+        return [self._items[item_id] for item_id, _ in found[:limit]]
 
     def lookup(self, title: str, *, cutoff: float = 0.85) -> Item | None:
         """The item whose title best matches ``title`` (year optional), or None below ``cutoff``.

@@ -259,11 +259,12 @@ class Service:
                                 f"{self.data.name} catalog (its recommendations carry a text-based reason)")
 
     def search(self, query: str, limit: int = 10) -> list[Item]:
-        """Catalog items whose titles match ``query`` (fuzzy; articles, years and accents ignored)."""
+        """Catalog items whose titles match ``query`` as a person types it: word starts, any case, articles
+        left out, small typos (``ItemCatalog.search``)."""
         query = query.strip()
         if not query:
             raise ServiceError("the search query is empty")
-        return self.catalog.lookup_all(query, limit=limit)
+        return self.catalog.search(query, limit=limit)
 
     # ---- recommendations -----------------------------------------------------------------------------
     def recommend(self, user: str | None = None, *, history: list[str] | None = None, k: int = 10,
