@@ -103,13 +103,25 @@ def test_llm_reading_is_used_only_where_it_checks_out(recommender: ChatRecommend
     reply = agent.turn(Preferences(), "I want a tense crime film like Heat")
     heat = ml100k.catalog.lookup("Heat").id
     assert reply.update.source == "llm+rules" and heat in reply.state.liked
-    assert reply.state.genres == ("Crime",) and reply.state.year_min == 1990 and reply.state.year_max is None
+    assert reply.state.genres == ("Thriller", "Crime") and reply.state.year_min == 1990  # "tense": Thriller
+    assert reply.state.year_max is None
     dropped = " ".join(reply.update.notes)
     assert "Zorblax Returns" in dropped and "Cyberpunk" in dropped and "soon" in dropped
     assert_respects(reply.items, reply.state)
     unusable = agent.turn(Preferences(), "I loved Toy Story")
     assert unusable.state.liked == ("1",) and "no JSON object; rules only" in " ".join(unusable.update.notes)
     assert extractor.n_unusable == 1
+
+
+def test_the_model_fills_only_what_the_rules_left_empty_and_names_only_what_was_said(ml100k: DataBundle):
+    """"something funny" read by a model as Fantasy stays Comedy; a catalog title the message never names is
+    dropped; years the rules did not find come from the model."""
+    answer = ('{"liked_titles": ["Fargo"], "disliked_titles": [], "genres": ["Fantasy"], "avoid_genres": [],'
+              ' "min_year": 1980, "max_year": 1989}')
+    extractor = LLMExtractor(ScriptedLLM([answer]), ml100k.catalog)
+    update = extractor.extract("something funny from back when I was a kid in the eighties", Preferences())
+    assert update.genres == ("Comedy",) and update.liked == () and (update.year_min, update.year_max) == (1980, 1989)
+    assert any("Fargo" in note and "does not name it" in note for note in update.notes)
 
 
 @pytest.mark.parametrize(("message", "wish"), [

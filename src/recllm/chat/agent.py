@@ -56,12 +56,13 @@ class ChatReply:
     state: Preferences
     update: PreferenceUpdate
     reranked: bool = False
+    degraded: bool = False
 
     def payload(self) -> dict[str, Any]:
         """The structured part stored with the turn."""
         return {"action": self.action, "items": [vars(i) | {"genres": list(i.genres)} for i in self.items],
                 "source": self.update.source, "notes": list(self.update.notes), "reranked": self.reranked,
-                "unknown_titles": list(self.update.unknown_titles)}
+                "unknown_titles": list(self.update.unknown_titles), "degraded": self.degraded}
 
 
 class ChatRecommender:
@@ -78,6 +79,7 @@ class ChatRecommender:
         self.wishes = wishes
         self.wish_weight = wish_weight
         self.analyzer = AspectAnalyzer(data, retriever)
+        self.rerank_failure: str | None = None
         self._similarity: tuple[tuple[str, ...], np.ndarray] | None = None
 
     def wish_similarity(self, wishes: Sequence[str]) -> np.ndarray | None:
@@ -103,7 +105,9 @@ class ChatRecommender:
     def recommend(self, prefs: Preferences, k: int, base_history: Sequence[str] = (), exclude: Sequence[str] = ()
                   ) -> tuple[list[str], bool]:
         """Up to ``k`` item ids meeting the constraints, best first, and whether the LLM re-ranked them;
-        ``exclude`` are further items never to show (e.g. the user's dislikes given outside the chat)."""
+        ``exclude`` are further items never to show (e.g. the user's dislikes given outside the chat). When the
+        re-ranker's model fails, the retriever's order answers and ``rerank_failure`` says why."""
+        self.rerank_failure = None
         vocab = self.data.dataset.item_vocab
         history = [i for i in dict.fromkeys([*base_history, *prefs.liked]) if i in vocab]
         model = self.retriever if history else self.popular
@@ -129,6 +133,7 @@ class ChatRecommender:
                 ranked, reranked = list(result.order), True
             except LLMError as exc:  # the model is down: the retriever's order still answers
                 log.warning("chat re-ranking skipped: %s", exc)
+                self.rerank_failure = str(exc)
         return ranked[:k], reranked
 
     def reason(self, item_id: str, prefs: Preferences, base_history: Sequence[str] = ()) -> str:
@@ -181,11 +186,12 @@ class ChatAgent:
         if not prefs.has_signal and not base_history and not wish_signal:
             text = QUESTION
             if update.unknown_titles:
-                text = (f"I could not find {', '.join(repr(t) for t in update.unknown_titles)} in the catalog. "
-                        + QUESTION)
+                text = self.unknown(update.unknown_titles) + " " + QUESTION
             elif prefs.disliked or prefs.avoid_genres:
                 text = "Noted what you do not want. " + QUESTION
-            return ChatReply(text, "ask", (), prefs, update)
+            degraded = degradation(update, None)
+            return ChatReply(text + (f"\n{degraded}" if degraded else ""), "ask", (), prefs, update,
+                             degraded=bool(degraded))
         ids, reranked = self.recommender.recommend(prefs, self.k, base_history, exclude)
         if not ids:
             text = (f"Nothing in the catalog that you have not seen matches all of: {describe(prefs)}. "
@@ -198,9 +204,42 @@ class ChatAgent:
         lines += [f"{n}. {it.title}{f' ({it.year})' if it.year else ''}: {it.reason}" for n, it in
                   enumerate(items, 1)]
         if update.unknown_titles:
-            lines.append(f"(I could not find {', '.join(repr(t) for t in update.unknown_titles)} in the catalog.)")
+            lines.append(self.unknown(update.unknown_titles))
+        degraded = degradation(update, self.recommender.rerank_failure)
+        if degraded:
+            lines.append(degraded)
         prefs = replace(prefs, shown=tuple(it.item for it in items))
-        return ChatReply("\n".join(lines), "recommend", items, prefs, update, reranked)
+        return ChatReply("\n".join(lines), "recommend", items, prefs, update, reranked, degraded=bool(degraded))
+
+    def unknown(self, titles: Sequence[str]) -> str:
+        """A sentence per title the catalog does not hold, with up to three close titles it does hold."""
+        catalog = self.recommender.data.catalog
+        sentences = []
+        for title in titles:
+            close = [item.label() for item in catalog.search(title, limit=3)]
+            sentences.append(f"I don't know the title '{title}'"
+                             + (f"; did you mean {', '.join(close[:-1])} or {close[-1]}?" if len(close) > 1 else
+                                f"; did you mean {close[0]}?" if close else " (it is not in the catalog)."))
+        return " ".join(sentences)
+
+
+UNAVAILABLE = "language model unavailable"
+"""How a reader's note begins when the model did not answer (``recllm.chat.extract``)."""
+
+
+def degradation(update: PreferenceUpdate, rerank_failure: str | None) -> str:
+    """A sentence telling the person that the language model did not help this turn and what answered
+    instead ("" when it did help or was never meant to)."""
+    return degraded_sentence(reading=any(note.startswith(UNAVAILABLE) for note in update.notes),
+                             ordering=rerank_failure is not None)
+
+
+def degraded_sentence(*, reading: bool, ordering: bool) -> str:
+    """The sentence for a turn in which the model did not read the message (``reading``) or did not order the
+    list (``ordering``); "" when neither."""
+    parts = (["read your message with rules alone"] if reading else []) + \
+        (["kept the retriever's order"] if ordering else [])
+    return f"(The language model is not answering right now, so I {' and '.join(parts)}.)" if parts else ""
 
 
 def describe(prefs: Preferences) -> str:

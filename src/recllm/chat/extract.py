@@ -14,57 +14,64 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+from rapidfuzz import fuzz
+
+from recllm.chat.cues import GenreReader, negative
 from recllm.chat.state import Preferences, PreferenceUpdate
-from recllm.data.catalog import ItemCatalog
+from recllm.chat.title_reader import MATCH_RATIO, TitleReader
+from recllm.chat.years import YearReader
+from recllm.data.catalog import ItemCatalog, normalize_title
 from recllm.llm.base import LLM, GenerationRequest, LLMError
-from recllm.tasks.titles import TitleScanner, fold
+from recllm.tasks.titles import fold
 
 log = logging.getLogger(__name__)
 
-_CLAUSE = re.compile(r"[.;!?\n]+|,|\bbut\b|\bthough\b|\bhowever\b", re.IGNORECASE)
-_NEGATIVE = re.compile(r"\b(?:not|no|never|without|avoid|except|hate[ds]?|hated|dislike[ds]?|disliked|"
-                       r"didn'?t|don'?t|doesn'?t|wasn'?t|isn'?t|boring|awful|terrible|none of|nothing|"
-                       r"already (?:seen|watched)|seen it|skip)\b", re.IGNORECASE)
-_SEEN = re.compile(r"\b(?:already (?:seen|watched)|seen (?:it|that)|watched (?:it|that))\b", re.IGNORECASE)
-_DECADE = re.compile(r"(?<![0-9])(?:(?P<century>19|20))?(?P<decade>[0-9])0'?s\b", re.IGNORECASE)
-_WORD_DECADES = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
-                 "seventies": 1970, "eighties": 1980, "nineties": 1990}
-_BOUND = re.compile(r"\b(?P<rel>before|until|older than|earlier than|pre|after|since|newer than|later than|post)"
-                    r"[\s-]*(?P<year>(?:18|19|20)\d{2})\b", re.IGNORECASE)
-_OLDER = re.compile(r"\b(?:older|earlier|classic|less recent|not so new|from before)\b", re.IGNORECASE)
-_NEWER = re.compile(r"\b(?:newer|more recent|recent|later|modern|latest)\b", re.IGNORECASE)
+_CLAUSE = re.compile(r"(?:[;!?\n]|(?<!\bMrs)(?<!\bMr)(?<!\bDr)(?<!\bSt)(?<!\bvs)(?<!\bJr)(?<!\b[A-Za-z])\.)+"
+                     r"|,|\s[-–—]+\s|\bbut\b|\bthough\b|\bhowever\b|\bwhereas\b|\bwhile\b", re.IGNORECASE)
+_SEEN = re.compile(r"\b(?:already (?:seen|watched|saw)|(?:i'?ve|have) (?:already )?(?:seen|watched)|seen (?:it|that)|"
+                   r"watched (?:it|that)|(?:seen|watched|saw)\b.*\balready)\b", re.IGNORECASE)
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
              "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "seventh": 6, "7th": 6, "eighth": 7, "8th": 7,
              "ninth": 8, "9th": 8, "tenth": 9, "10th": 9, "last": -1}
-_ORDINAL = re.compile(r"\b(?:the\s+)?(?P<word>" + "|".join(_ORDINALS) + r")(?:\s+(?:one|movie|film|suggestion))?\b"
-                      r"|(?:#|number\s+|no\.\s*)(?P<number>\d{1,2})\b", re.IGNORECASE)
+_COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+           "ten": 10, "2": 2, "3": 3, "4": 4, "5": 5}
+_FIRST_N = re.compile(r"\b(?:the\s+)?(?P<side>first|top|last)\s+(?P<n>two|three|four|five|[2-5])\b", re.IGNORECASE)
+_ORDINAL = re.compile(r"\b(?:the\s+)?(?P<word>" + "|".join([*_ORDINALS, "middle"])
+                      + r")(?:\s+(?:one|movie|film|suggestion|pick|option))?\b"
+                      r"|(?:#|\bnumber\s+|\bno\.\s*|\boption\s+|\bpick\s+|\bsuggestion\s+)"
+                      r"(?P<number>\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE)
 _OTHERS = re.compile(r"\b(?:something else|other ones|others|different ones|anything else|more suggestions|"
                      r"show me more|more of them|next ones)\b", re.IGNORECASE)
 _WISH = re.compile(r"\b(?:want|looking for|in the mood|something|feel like|wish|prefer|would like)\b", re.IGNORECASE)
+_NEGATIVE_CLAUSE = re.compile(r"\b(?:not|no|never|without|avoid|nothing|none|hate[ds]?|dislike[ds]?|didn'?t|"
+                              r"don'?t|doesn'?t|wasn'?t|isn'?t)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z][a-z'-]*")
 _FILLER_WORDS = """
-a an the and or of to for in on at with about from by me my i i'm im we us you it its this that these those
+a an the and or of to for in on at with about from by me my i i'm im i'd i'll i've we us you it its this that
+these those than between
 some something anything any one ones movie movies film films show shows watch watching see seeing
 want wanna looking look mood feel like would prefer wish please maybe kind sort bit really very just
 more less most least again also too please give get find recommend suggestions suggestion tonight today
-good great nice new old older newer recent classic era decade year years period
+good great nice new old older newer recent classic era decade year years period only ish
 """
 _FILLER = frozenset(_FILLER_WORDS.split())
-
-
-MIN_SPAN = 4
-"""A critique ("older", "newer") keeps the range's other bound only when at least this many years remain."""
+_QUOTED = re.compile(r"\"([^\"]{2,80})\"|(?<![A-Za-z0-9])'([^']{2,80})'(?![A-Za-z0-9])")
 
 
 class RuleExtractor:
     """Deterministic reading of a message against the catalog (see the module docstring)."""
 
-    def __init__(self, catalog: ItemCatalog) -> None:
+    def __init__(self, catalog: ItemCatalog, popularity: Mapping[str, float] | None = None) -> None:
+        """``popularity`` (item id -> how often watched) picks among versions of a title named without a year."""
         self.catalog = catalog
-        self.scanner = TitleScanner(catalog)
+        self.genre_reader = GenreReader({g for item in catalog for g in item.genres if g.lower() != "unknown"})
+        self.titles = TitleReader(catalog, popularity, other_words=self._genre_words)
+        self.scanner = self.titles.scanner
+        self.years = YearReader([item.year for item in catalog if item.year is not None])
 
     def extract(self, message: str, state: Preferences) -> PreferenceUpdate:
         liked: list[str] = []
@@ -75,87 +82,128 @@ class RuleExtractor:
         clear_years = False
         notes: list[str] = []
         wish_phrases: list[str] = []
+        unknown: list[str] = []
         text = fold(" ".join(message.split()))
-        for clause in (c.strip() for c in _CLAUSE.split(text)):
-            if not clause:
-                continue
-            negative = bool(_NEGATIVE.search(clause))
-            mentions = self.scanner.titles(clause)
-            for mention in mentions:
-                before = clause[:mention.start]
-                (disliked if _NEGATIVE.search(before) or _SEEN.search(clause) else liked).append(mention.item)
+        shown_years = [y for y in (self.catalog[i].year for i in state.shown if i in self.catalog) if y is not None]
+        clauses = [c.strip().replace("\x00", ",") for c in _CLAUSE.split(self._protect(text))]
+        clauses = [c for c in clauses if c]
+        inherited: bool | None = None  # the polarity of the last clause that named titles
+        for number, clause in enumerate(clauses):
+            seen = bool(_SEEN.search(clause))
+            following = clauses[number + 1] if number + 1 < len(clauses) else ""
+            named, missing = self.titles.read(clause, following)
+            unknown += missing
+            own_cue = self.titles.has_cue(clause)
+            for mention in named:
+                if seen:
+                    bad = True
+                elif mention.negative is not None:
+                    bad = mention.negative
+                elif not own_cue and inherited is not None and _only_titles(clause, named):
+                    bad = inherited  # "Already seen Toy Story, Babe and Fly Away Home": the list goes on
+                else:
+                    bad = negative(clause, mention.start, mention.end)
+                (disliked if bad else liked).append(mention.item)
+            if named:
+                inherited = disliked[-1] == named[-1].item if disliked else False
             rest = clause
-            for mention in sorted(mentions, key=lambda m: -m.start):
-                rest = rest[:mention.start] + " " + rest[mention.end:]
-            for genre in self.scanner.genres(rest):
-                (avoid if negative else genres).append(genre)
-            for index in self._ordinals(rest):
+            for mention in sorted(named, key=lambda m: -m.start):
+                rest = rest[:mention.start] + " " * (mention.end - mention.start) + rest[mention.end:]
+            for title in missing:
+                rest = re.sub(re.escape(title), lambda m: " " * len(m.group(0)), rest, flags=re.IGNORECASE)
+            for genre in self.genre_reader.mentions(rest):
+                (avoid if negative(rest, genre.start, genre.end) else genres).append(genre.genre)
+            for index, start, end in self._ordinals(rest, len(state.shown)):
                 if not state.shown:
                     notes.append("a reference to a list item, but no list was shown yet")
                     continue
                 if -len(state.shown) <= index < len(state.shown):
-                    item = state.shown[index]
-                    (disliked if negative else liked).append(item)
-            if _WISH.search(clause) and not negative:
+                    bad = seen or negative(rest, start, end)
+                    (disliked if bad else liked).append(state.shown[index])
+            if _WISH.search(clause) and not _NEGATIVE_CLAUSE.search(clause):
                 wish_phrases.append(self._wish(rest))
-            lo, hi = self._years(rest, state)
-            if lo is not None or hi is not None:
+            years = self.years.read(self.genre_reader.blank(rest), shown_years=shown_years,
+                                    state_min=state.year_min, state_max=state.year_max)
+            notes += years.notes
+            if years.found:
                 clear_years = True
-                year_min = lo if lo is not None else year_min
-                year_max = hi if hi is not None else year_max
-        unknown = tuple(t for t in self.scanner.unknown_titles(text))
+                year_min = years.year_min if years.year_min is not None else year_min
+                year_max = years.year_max if years.year_max is not None else year_max
+        liked = [i for i in liked if i not in disliked]
+        genres = [g for g in genres if g not in avoid]
         wishes = tuple(dict.fromkeys(w for w in wish_phrases if w))
         return PreferenceUpdate(others=bool(_OTHERS.search(text)),
                                 liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
                                 genres=tuple(dict.fromkeys(genres)), avoid_genres=tuple(dict.fromkeys(avoid)),
                                 year_min=year_min, year_max=year_max, clear_years=clear_years, wishes=wishes,
-                                unknown_titles=unknown, notes=tuple(notes))
+                                unknown_titles=tuple(dict.fromkeys(unknown)), notes=tuple(dict.fromkeys(notes)))
+
+    def _genre_words(self, name: str) -> bool:
+        """Whether ``name`` is genre words and filler only ("horror", "a good heist"): not a title."""
+        if not self.genre_reader.mentions(name):
+            return False
+        return all(w in _FILLER for w in _WORD.findall(self.genre_reader.blank(name).lower()))
+
+    def _protect(self, text: str) -> str:
+        """Commas inside quoted or catalog titles ("The Good, the Bad and the Ugly") do not split clauses."""
+        spans = [m.span() for m in _QUOTED.finditer(text)]
+        spans += [(m.start, m.end) for m in self.titles.scanner.titles(text)]
+        chars = list(text)
+        for start, end in spans:
+            for index in range(start, end):
+                if chars[index] in ",.;":
+                    chars[index] = "\x00" if chars[index] == "," else chars[index]
+        return "".join(chars)
 
     def _wish(self, rest: str) -> str:
         """The free-text part of a wishing clause once titles, genres, years and filler words are gone
         ("" when nothing is left): "something with space battles" gives "space battles"."""
-        rest = _DECADE.sub(" ", _BOUND.sub(" ", self.scanner.without_genres(rest))).lower()
+        rest = re.sub(r"\d+'?s?", " ", self.scanner.without_genres(rest)).lower()  # mood words stay: "space"
         words = [w for w in _WORD.findall(rest) if len(w) > 2 and w not in _FILLER and w not in _ORDINALS
-                 and w not in _WORD_DECADES and not _NEGATIVE.fullmatch(w)]
+                 and not _NEGATIVE_CLAUSE.fullmatch(w) and w not in _DECADE_WORDS]
         return " ".join(words)
 
     @staticmethod
-    def _ordinals(text: str) -> list[int]:
+    def _ordinals(text: str, shown: int) -> list[tuple[int, int, int]]:
+        """``(index into the shown list, start, end)`` of each reference ("the second one", "#3", "option 2",
+        "number three", "the first two", "the middle one"); negative indices count from the end; ``shown`` is
+        the length of the list shown."""
         out = []
+        taken: list[tuple[int, int]] = []
+        for m in _FIRST_N.finditer(text):
+            n = _COUNTS[m["n"].lower()]
+            indices = range(n) if m["side"].lower() in ("first", "top") else range(-n, 0)
+            out += [(i, m.start(), m.end()) for i in indices]
+            taken.append(m.span())
         for m in _ORDINAL.finditer(text):
+            if any(not (m.end() <= a or m.start() >= b) for a, b in taken):
+                continue
             if m["word"]:
-                out.append(_ORDINALS[m["word"].lower()])
-            elif m["number"] and 1 <= int(m["number"]) <= 20:
-                out.append(int(m["number"]) - 1)
+                word = m["word"].lower()
+                if word in ("last", "first") and re.match(r"\s+(?:decade|\d|years?|time|few|couple)", text[m.end():]):
+                    continue
+                if word == "middle":
+                    if shown % 2 == 1:
+                        out.append((shown // 2, m.start(), m.end()))
+                    continue
+                out.append((_ORDINALS[word], m.start(), m.end()))
+            elif m["number"]:
+                number = int(m["number"]) if m["number"].isdigit() else _COUNTS.get(m["number"].lower(), 0)
+                if 1 <= number <= 20:
+                    out.append((number - 1, m.start(), m.end()))
         return out
 
-    def _years(self, text: str, state: Preferences) -> tuple[int | None, int | None]:
-        lo = hi = None
-        for m in _DECADE.finditer(text):
-            century = int(m["century"]) * 100 if m["century"] else 1900
-            start = century + int(m["decade"]) * 10
-            lo, hi = start, start + 9
-        for word, start in _WORD_DECADES.items():
-            if re.search(rf"\b{word}\b", text, re.IGNORECASE):
-                lo, hi = start, start + 9
-        for m in _BOUND.finditer(text):
-            year = int(m["year"])
-            if m["rel"].lower() in ("before", "until", "older than", "earlier than", "pre"):
-                hi = year - 1
-            else:
-                lo = year + 1
-        shown_years = [y for y in (self.catalog[i].year for i in state.shown if i in self.catalog) if y is not None]
-        if lo is None and hi is None and _OLDER.search(text):
-            reference = min(shown_years) if shown_years else (state.year_max or state.year_min)
-            hi = reference - 1 if reference is not None else None
-            if hi is not None and state.year_min is not None and hi - state.year_min >= MIN_SPAN:
-                lo = state.year_min  # keep the other bound unless it leaves (almost) nothing
-        elif lo is None and hi is None and _NEWER.search(text):
-            reference = max(shown_years) if shown_years else (state.year_min or state.year_max)
-            lo = reference + 1 if reference is not None else None
-            if lo is not None and state.year_max is not None and state.year_max - lo >= MIN_SPAN:
-                hi = state.year_max
-        return lo, hi
+
+def _only_titles(clause: str, named: Sequence[Any]) -> bool:
+    """Whether ``clause`` holds nothing but the titles in ``named`` and connectors."""
+    rest = clause
+    for mention in sorted(named, key=lambda m: -m.start):
+        rest = rest[:mention.start] + " " + rest[mention.end:]
+    return not re.sub(r"\b(?:and|or|also|plus|too|as well)\b|\W", "", rest, flags=re.IGNORECASE)
+
+
+_DECADE_WORDS = frozenset({"twenties", "thirties", "forties", "fifties", "sixties", "seventies", "eighties",
+                           "nineties", "early", "mid", "late", "recent", "latest", "catalog", "last", "past"})
 
 
 EXTRACTION_PROMPT = (
@@ -188,43 +236,67 @@ class LLMExtractor:
     it is valid JSON of the right shape whenever it finishes within ``max_new_tokens``."""
 
     def __init__(self, llm: LLM, catalog: ItemCatalog, *, max_new_tokens: int | None = None,
-                 constrain: bool = True) -> None:
+                 constrain: bool = True, rules: RuleExtractor | None = None) -> None:
+        """``rules``: the rule reader to merge with (built from ``catalog`` when not given)."""
         self.llm = llm
         self.catalog = catalog
-        self.rules = RuleExtractor(catalog)
+        self.rules = rules or RuleExtractor(catalog)
         self.genres = {g.lower(): g for item in catalog for g in item.genres}
         self.schema = extraction_schema(sorted(set(self.genres.values()))) if constrain and llm.can_schema else None
         self.max_new_tokens = max_new_tokens or (160 if self.schema is not None else 96)
         self.n_unusable = 0
 
     def extract(self, message: str, state: Preferences) -> PreferenceUpdate:
+        """The rules' reading, with the model's checked answer filling only the fields the rules left empty
+        (rules first: they are precise where they read anything, the model adds recall elsewhere)."""
         ruled = self.rules.extract(message, state)
+        modelled = self.read_model(message)
+        if modelled.source != "llm":
+            return _with_note(ruled, *modelled.notes)
+
+        def fill(rules: tuple[str, ...], model: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...]:
+            return rules or tuple(v for v in model if v not in other)
+
+        years = ruled.clear_years or not modelled.clear_years
+        return PreferenceUpdate(
+            liked=fill(ruled.liked, modelled.liked, ruled.disliked),
+            disliked=fill(ruled.disliked, modelled.disliked, ruled.liked),
+            genres=fill(ruled.genres, modelled.genres, ruled.avoid_genres),
+            avoid_genres=fill(ruled.avoid_genres, modelled.avoid_genres, ruled.genres),
+            year_min=ruled.year_min if years else modelled.year_min,
+            year_max=ruled.year_max if years else modelled.year_max,
+            clear_years=ruled.clear_years or modelled.clear_years, wishes=ruled.wishes,
+            unknown_titles=ruled.unknown_titles, others=ruled.others, source="llm+rules",
+            notes=(*ruled.notes, *modelled.notes))
+
+    def read_model(self, message: str) -> PreferenceUpdate:
+        """The model's reading alone, checked against the catalog (``source`` "llm"); when the model is down or
+        its answer unusable, an empty update with ``source`` "rules" and a note saying why."""
         try:
             text = self.llm.generate([GenerationRequest(
                 messages=({"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": message}),
                 max_new_tokens=self.max_new_tokens, temperature=0.0, json_schema=self.schema)])[0].text
         except LLMError as exc:
             self.n_unusable += 1
-            return _with_note(ruled, f"language model unavailable ({exc}); rules only")
+            return PreferenceUpdate(notes=(f"language model unavailable ({exc}); rules only",))
         parsed = first_json_object(text)
         if parsed is None:
             self.n_unusable += 1
-            return _with_note(ruled, "the model's answer held no JSON object; rules only")
-        checked, dropped = self._check(parsed)
-        notes = (*ruled.notes, *(f"dropped from the model's answer: {d}" for d in dropped))
-        return PreferenceUpdate(
-            liked=_union(ruled.liked, tuple(i for i in checked["liked"] if i not in ruled.disliked)),
-            disliked=_union(ruled.disliked, tuple(i for i in checked["disliked"] if i not in ruled.liked)),
-            genres=_union(ruled.genres, tuple(g for g in checked["genres"] if g not in ruled.avoid_genres)),
-            avoid_genres=_union(ruled.avoid_genres, tuple(g for g in checked["avoid"] if g not in ruled.genres)),
-            year_min=ruled.year_min if ruled.clear_years else checked["min_year"],
-            year_max=ruled.year_max if ruled.clear_years else checked["max_year"],
-            clear_years=ruled.clear_years or checked["min_year"] is not None or checked["max_year"] is not None,
-            wishes=ruled.wishes, unknown_titles=ruled.unknown_titles, others=ruled.others, source="llm+rules",
-            notes=notes)
+            return PreferenceUpdate(notes=("the model's answer held no JSON object; rules only",))
+        checked, dropped = self._check(parsed, message)
+        years = checked["min_year"] is not None or checked["max_year"] is not None
+        return PreferenceUpdate(liked=checked["liked"], disliked=tuple(i for i in checked["disliked"]
+                                                                       if i not in checked["liked"]),
+                                genres=checked["genres"], avoid_genres=tuple(g for g in checked["avoid"]
+                                                                             if g not in checked["genres"]),
+                                year_min=checked["min_year"], year_max=checked["max_year"], clear_years=years,
+                                source="llm", notes=tuple(f"dropped from the model's answer: {d}" for d in dropped))
 
-    def _check(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def _check(self, raw: dict[str, Any], message: str) -> tuple[dict[str, Any], list[str]]:
+        """The answer's fields that resolve in the catalog (titles also written in the message), and what was
+        dropped and why."""
         dropped: list[str] = []
+        said = normalize_title(fold(message))
 
         def titles(key: str) -> tuple[str, ...]:
             out = []
@@ -232,6 +304,8 @@ class LLMExtractor:
                 item = self.catalog.lookup(title)
                 if item is None:
                     dropped.append(f"{key} {title!r} (not in the catalog)")
+                elif fuzz.partial_ratio(normalize_title(item.title), said) < MATCH_RATIO:
+                    dropped.append(f"{key} {title!r} (the message does not name it)")
                 else:
                     out.append(item.id)
             return tuple(out)
@@ -288,11 +362,5 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys([*a, *b]))
-
-
-def _with_note(update: PreferenceUpdate, note: str) -> PreferenceUpdate:
-    from dataclasses import replace
-
-    return replace(update, notes=(*update.notes, note))
+def _with_note(update: PreferenceUpdate, *notes: str) -> PreferenceUpdate:
+    return replace(update, notes=(*update.notes, *notes))

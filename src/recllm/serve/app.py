@@ -132,7 +132,9 @@ class ChatOut(BaseModel):
     state: dict[str, Any]
     source: str
     reranked: bool
+    degraded: bool
     notes: list[str]
+    unknown_titles: list[str]
 
 
 class ChatTurnOut(BaseModel):
@@ -275,7 +277,8 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         result = svc().chat(body.message, session_id=body.session_id, user=body.user)
         r = result.reply
         return ChatOut(session_id=result.session_id, reply=r.text, action=r.action, state=r.state.to_dict(),
-                       source=r.update.source, reranked=r.reranked, notes=list(r.update.notes),
+                       source=r.update.source, reranked=r.reranked, degraded=r.degraded, notes=list(r.update.notes),
+                       unknown_titles=list(r.update.unknown_titles),
                        items=[ChatItemOut(item=i.item, title=i.title, year=i.year, genres=list(i.genres),
                                           reason=i.reason) for i in r.items])
 

@@ -33,6 +33,7 @@ from recllm.chat import (
     RuleExtractor,
     WishMatcher,
 )
+from recllm.chat.agent import degraded_sentence
 from recllm.config import load_section
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item, ItemCatalog
@@ -354,6 +355,14 @@ class Service:
         return out
 
     @cached_property
+    def rules(self) -> RuleExtractor:
+        """The chat's rule reader, built once (its title patterns take about a second on MovieLens-100K); the
+        most-watched version of a title named without a year wins."""
+        dataset = self.data.dataset
+        popularity = {i: float(dataset.item_popularity[n]) for n, i in enumerate(dataset.item_vocab.ids)}
+        return RuleExtractor(self.data.catalog, popularity)
+
+    @cached_property
     def analyzer(self) -> AspectAnalyzer:
         return AspectAnalyzer(self.data, self.retriever)
 
@@ -392,8 +401,11 @@ class Service:
         agent, note = self._agent()
         reply = agent.turn(Preferences.from_dict(record.state), message, base_history=base_history,
                            exclude=sorted(exclude))
-        if note:
-            reply = replace(reply, update=replace(reply.update, notes=(*reply.update.notes, note)))
+        if note:  # the model could not be loaded or reached: the person is told, not only the notes
+            sentence = degraded_sentence(reading=self.config.chat_llm_extraction, ordering=self.config.chat_rerank)
+            text = reply.text if not sentence or sentence in reply.text else f"{reply.text}\n{sentence}"
+            reply = replace(reply, text=text, degraded=bool(sentence),
+                            update=replace(reply.update, notes=(*reply.update.notes, note)))
         self.store.add_turn(session_id, "user", message)
         self.store.add_turn(session_id, "assistant", reply.text, reply.payload(), state=reply.state.to_dict())
         return ChatTurnResult(session_id, reply)
@@ -408,8 +420,8 @@ class Service:
                 stages = self._require_llm()
             except LLMUnavailableError as exc:
                 note = f"{exc}; rules only, retriever order"
-        extractor = LLMExtractor(stages.llm, self.data.catalog) if stages is not None and \
-            self.config.chat_llm_extraction else RuleExtractor(self.data.catalog)
+        extractor = LLMExtractor(stages.llm, self.data.catalog, rules=self.rules) if stages is not None and \
+            self.config.chat_llm_extraction else self.rules
         chat_reranker = stages.reranker if stages is not None else None
         if chat_reranker is None and self.pipeline.reranker is not None and not self.pipeline.needs_llm:
             chat_reranker = self.pipeline.reranker  # a distilled student needs no language model
