@@ -1,6 +1,6 @@
 """Reading people right (issue 15): each class of misreading, by example, and field-level precision and recall
-of the rules on the labelled utterance sets in tests/data (the development set and a held-out set written
-independently, after the rules were done)."""
+of the rules on the labelled utterance sets in tests/data (a development set, a held-out set written
+independently after the rules were done and then used to correct them, and a fresh set never used)."""
 
 from __future__ import annotations
 
@@ -111,20 +111,18 @@ def test_corrections_move_an_item_and_replace_years(rules: RuleExtractor):
     assert state.liked == () and state.disliked == ("273",) and (state.year_min, state.year_max) == (1990, 1999)
 
 
-@pytest.mark.parametrize("name", ["utterances.jsonl", "utterances_heldout.jsonl"])
-def test_rules_read_the_labelled_sets(rules: RuleExtractor, ml100k: DataBundle, name: str):
-    """The rules' field-level F1 on genres, years and titles; the development set holds the goal (0.95),
-    the held-out set (written after the rules were done) a floor below its measured figure."""
+@pytest.mark.parametrize(("name", "size", "floor"), [("utterances.jsonl", 300, 0.95),
+                                                      ("utterances_heldout.jsonl", 160, 0.95),
+                                                      ("utterances_fresh.jsonl", 150, 0.93)])
+def test_rules_read_the_labelled_sets(rules: RuleExtractor, ml100k: DataBundle, name: str, size: int, floor: float):
+    """The rules' field-level F1 on genres, years and titles: the goal (0.95) on the sets the rules were
+    corrected on; on the fresh set, never used to change the rules, a floor below its measured figures (titles
+    0.963, genres 0.982, years 0.995 in docs/benchmarks.md) as a guard against regressions."""
     utterances = load_utterances(DATA / name, ml100k.catalog)
-    assert len(utterances) >= (300 if name == "utterances.jsonl" else 160)
+    assert len(utterances) >= size
     report = score(rules.extract, utterances)
-    floor = 0.95 if name == "utterances.jsonl" else HELDOUT_FLOOR
     for group in ("titles", "genres", "years"):
-        assert report["groups"][group]["f1"] >= floor, (group, report["groups"][group], report["misses"][:10])
-
-
-HELDOUT_FLOOR = 0.85
-"""Below the held-out figures measured when the set was first read (docs/benchmarks.md), as a guard."""
+        assert report["groups"][group]["f1"] >= floor, (group, report["groups"][group], len(report["misses"]))
 
 
 def test_scoring_counts_by_hand(tmp_path: Path):

@@ -67,3 +67,48 @@ def test_chat_cards_feedback_and_aspects_in_a_real_browser(tmp_path: Path, ml100
         assert not errors, errors
         browser.close()
     assert (ARTIFACTS / "page.png").stat().st_size > 10_000
+
+
+def test_one_identity_across_chat_cards_and_feedback_and_a_dead_model_shown(tmp_path: Path, ml100k):
+    """The visitor's id (kept in the browser) owns the chat session from the first message; a card disliked
+    in the chat never comes back in the next chat answer or the list; with the model server gone, the status
+    line and the reply say so in words."""
+    executable = chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    import httpx
+
+    port = free_port()
+    dead = f"openai:http://127.0.0.1:{free_port()}/v1"
+    command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--db",
+               f"sqlite:///{tmp_path / 'service.sqlite'}", "--llm", dead]
+    with running_server(command, port, timeout=180) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(base + "/")
+        expect(page.locator("#status")).to_contain_text("language model unavailable")
+        user = page.evaluate("localStorage.getItem('recllm-user')")
+
+        page.fill("#chat-input", "something funny from the 90s")
+        page.click("#chat-send")
+        expect(page.locator("#messages li.assistant").last).to_contain_text("not answering")
+        session = page.evaluate("localStorage.getItem('recllm-session')")
+        assert httpx.get(f"{base}/chat/{session}").json()["user"] == user  # tied to the visitor at once
+        cards = page.locator("#chat-items .card")
+        expect(cards).to_have_count(5)
+        disliked = cards.nth(0).get_attribute("data-item")
+        cards.nth(0).locator("button.dislike").click()
+        expect(cards.nth(0)).to_have_class("card disliked")
+
+        page.fill("#chat-input", "something funny from the 90s please")
+        page.click("#chat-send")
+        expect(page.locator("#messages li.assistant")).to_have_count(2)
+        page.wait_for_function("() => document.querySelectorAll('#chat-items .card').length === 5")
+        shown = page.locator("#chat-items .card").evaluate_all("cards => cards.map(c => c.dataset.item)")
+        assert disliked not in shown
+        listed = httpx.get(f"{base}/users/{user}/recommendations", params={"k": 50}).json()["items"]
+        assert disliked not in {i["item"] for i in listed}
+        assert not errors, errors
+        browser.close()

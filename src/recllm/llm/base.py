@@ -247,6 +247,11 @@ class LLM(SpecBuilt, ABC):
         """Maximum number of tokens (prompt plus output) the model takes, when known."""
         return None
 
+    def health(self, timeout: float = 3.0) -> str | None:
+        """None when the model can answer now, else why not, checked within about ``timeout`` seconds. A model
+        in this process is always ready once loaded; a server-backed one asks its server."""
+        return None
+
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text``; this default is a rough estimate (4 characters a token)."""
         return max(1, math.ceil(len(text) / 4)) if text else 0

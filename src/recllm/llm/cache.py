@@ -139,6 +139,9 @@ class CachedLLM(LLM):
         self.misses = 0
         self._count_lock = threading.Lock()
 
+    def health(self, timeout: float = 3.0) -> str | None:
+        return self.inner.health(timeout)
+
     @property
     def can_score(self) -> bool:
         return self.inner.can_score

@@ -227,6 +227,17 @@ class OpenAIBackend(LLM):
         return self._request("POST", path, dict(payload))
 
     # ---- server facts -----------------------------------------------------------------------------
+    def health(self, timeout: float = 3.0) -> str | None:
+        """Asks ``GET /models`` once, without retries, within ``timeout`` seconds."""
+        url = self._url("/models")
+        try:
+            response = self._client.get(url, timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)))
+        except httpx.HTTPError as exc:
+            return f"the server at {self.base_url} does not answer ({type(exc).__name__})"
+        if response.status_code != 200:
+            return f"the server at {self.base_url} answered HTTP {response.status_code}"
+        return None
+
     def _served_model(self) -> str:
         url = self._url("/models")
         data = self._request("GET", "/models")

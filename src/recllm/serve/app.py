@@ -174,6 +174,7 @@ class HealthOut(BaseModel):
     users: int
     items: int
     llm: str
+    llm_problem: str | None
     database: str
     schema_version: int
 
@@ -229,8 +230,10 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
     @app.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
         s = svc()
-        return HealthOut(status="ok", dataset=s.data.name, users=s.data.dataset.n_users,
-                         items=len(s.catalog), llm=s.llm_status, database=s.store.dialect,
+        llm = s.llm_status  # checked now (a server-backed model is asked), not remembered from start-up
+        return HealthOut(status="degraded" if llm == "unavailable" else "ok", dataset=s.data.name,
+                         users=s.data.dataset.n_users, items=len(s.catalog), llm=llm,
+                         llm_problem=s.llm_problem() if llm == "unavailable" else None, database=s.store.dialect,
                          schema_version=s.store.version)
 
     @app.get("/items/search", response_model=list[ItemOut])

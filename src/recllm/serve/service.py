@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +50,12 @@ from recllm.serve.storage import FeedbackRecord, ItemRecord, StorageError, Store
 log = logging.getLogger(__name__)
 
 POSITIVE = ("like", "watched", "rating")
+LLM_RETRY_S = 10.0
+"""A language model that failed to load is tried again after this many seconds (its server may be back)."""
+HEALTH_TTL_S = 2.0
+"""How long a check of the model's health is reused."""
+HEALTH_TIMEOUT_S = 3.0
+"""The time a health check may take."""
 
 
 class ServiceError(RecllmError):
@@ -93,6 +100,8 @@ class ServiceConfig(pydantic.BaseModel):
     embedder: str = "st"
     wish_weight: float = pydantic.Field(default=1.0, ge=0.0, le=10.0)
     max_message_chars: int = pydantic.Field(default=2000, ge=10, le=100_000)
+    llm_timeout_s: float = pydantic.Field(default=15.0, gt=0, le=600, description="seconds one call to a model "
+                                          "server may take before the request answers without it")
     new_item_slots: int = pydantic.Field(default=2, ge=0, le=20, description="places in a list that items added "
                                          "at run time may take, by text similarity to the user's history")
 
@@ -155,6 +164,8 @@ class Service:
     _wishes: WishMatcher | None = None
     _new_items: NewItems | None = None
     _llm: LLM | None = None
+    _llm_failed_at: float = 0.0
+    _health: tuple[float, str | None] = (0.0, None)
     _embed_lock: threading.Lock = field(default_factory=threading.Lock)
     _items_lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -245,6 +256,14 @@ class Service:
             else:
                 disliked.add(event.item)
         return history, disliked
+
+    def visitor_history(self, user: str) -> tuple[list[str], set[str]]:
+        """``history`` for a user the service may not know yet (a page visitor before any feedback): empty
+        then."""
+        try:
+            return self.history(user)
+        except NotFoundError:
+            return [], set()
 
     # ---- items ---------------------------------------------------------------------------------------
     def item(self, item: str) -> Item:
@@ -385,19 +404,20 @@ class Service:
             raise PayloadTooLargeError(f"the message has {len(message):,} characters; the limit is "
                                        f"{self.config.max_message_chars:,}")
         if session_id is None:
-            if user is not None:
-                self.history(user)  # 404 for an unknown user
-            session_id = self.store.create_session(user)
+            session_id = self.store.create_session(user)  # a new visitor's id is recorded as a user
         try:
             record = self.store.session(session_id)
         except StorageError as exc:
             raise NotFoundError(str(exc)) from exc
         if user is not None and record.user != user:
-            raise ServiceError(f"chat session {session_id!r} belongs to another user")
+            if record.user is not None:
+                raise ServiceError(f"chat session {session_id!r} belongs to another user")
+            self.store.claim_session(session_id, user)  # an anonymous session joins the visitor's identity
+            record = replace(record, user=user)
         base_history: list[str] = []
         exclude: set[str] = set()
-        if record.user is not None:
-            base_history, exclude = self.history(record.user)
+        if record.user is not None:  # the user's data and feedback, read at every turn: likes and dislikes count
+            base_history, exclude = self.visitor_history(record.user)
         agent, note = self._agent()
         reply = agent.turn(Preferences.from_dict(record.state), message, base_history=base_history,
                            exclude=sorted(exclude))
@@ -418,7 +438,11 @@ class Service:
         if self.config.llm != "none":
             try:
                 stages = self._require_llm()
+                problem = self.llm_problem()  # checked (at most every HEALTH_TTL_S): a dead server is not waited on
+                if problem is not None:
+                    raise LLMUnavailableError(f"the language model is unavailable: {problem}")
             except LLMUnavailableError as exc:
+                stages = None
                 note = f"{exc}; rules only, retriever order"
         extractor = LLMExtractor(stages.llm, self.data.catalog, rules=self.rules) if stages is not None and \
             self.config.chat_llm_extraction else self.rules
@@ -454,11 +478,27 @@ class Service:
     # ---- LLM stages ----------------------------------------------------------------------------------
     @property
     def llm_status(self) -> str:
+        """"disabled", "not loaded", "ready" or "unavailable": checked, not remembered (``llm_problem``)."""
         if self.config.llm == "none":
             return "disabled"
-        if self.llm_error:
-            return "unavailable"
-        return "ready" if self._stages is not None else "not loaded"
+        if self._stages is None and not self.llm_error:
+            return "not loaded"
+        return "ready" if self.llm_problem() is None else "unavailable"
+
+    def llm_problem(self) -> str | None:
+        """Why the language model cannot answer now (None when it can): a stage that failed to build is tried
+        again after ``LLM_RETRY_S``, a built one asks its model (a server-backed model its server), at most once
+        every ``HEALTH_TTL_S``."""
+        if self._stages is None:
+            if self.llm_error and time.monotonic() - self._llm_failed_at >= LLM_RETRY_S:
+                with suppress(LLMUnavailableError):
+                    self._require_llm(retry=True)
+            return self.llm_error
+        checked_at, problem = self._health
+        if time.monotonic() - checked_at >= HEALTH_TTL_S:
+            problem = self._stages.llm.health(timeout=HEALTH_TIMEOUT_S)
+            self._health = (time.monotonic(), problem)
+        return problem
 
     def load_llm(self) -> None:
         """Build the LLM stages now (the service does this at start-up); failures are kept, not raised."""
@@ -467,27 +507,46 @@ class Service:
         except LLMUnavailableError as exc:
             log.warning("LLM unavailable: %s", exc)
 
-    def _require_llm(self) -> LLMStages:
+    def _require_llm(self, *, retry: bool = False) -> LLMStages:
+        """The LLM stages, built on first use; a failed build is remembered (and answered at once) until
+        ``retry`` or ``LLM_RETRY_S`` seconds have passed, so a model server that comes back is used again."""
         if self.config.llm == "none":
             raise LLMUnavailableError("this service runs without a language model (llm = 'none')")
         if self._stages is not None:
             return self._stages
-        if self.llm_error:
+        if self.llm_error and not retry and time.monotonic() - self._llm_failed_at < LLM_RETRY_S:
             raise LLMUnavailableError(f"the language model is unavailable: {self.llm_error}")
         with self._lock:
             if self._stages is None:
                 try:
                     self._stages = self._build_stages()
+                    self.llm_error = None
                 except (RecllmError, OSError) as exc:
                     self.llm_error = str(exc)
+                    self._llm_failed_at = time.monotonic()
                     raise LLMUnavailableError(f"the language model is unavailable: {exc}") from exc
         return self._stages
 
     def _build_stages(self) -> LLMStages:
         from recllm.llm.cache import CachedLLM
 
-        return self.pipeline.attach_llm(self._llm, wrap=lambda model: CachedLLM(model, self.store),
-                                        rating_fallback=self.baseline)
+        return self.pipeline.attach_llm(self._llm or self._budgeted_llm(),
+                                        wrap=lambda model: CachedLLM(model, self.store), rating_fallback=self.baseline)
+
+    def _budgeted_llm(self) -> LLM | None:
+        """For a model server named without its own ``timeout``: the model with the service's time budget per
+        call (``llm_timeout_s``, no retry), so no request waits long on a server that hangs. None otherwise
+        (the pipeline builds the models its specs name)."""
+        pipeline = self.config.pipeline
+        specs = {pipeline.explainer_spec} | ({pipeline.reranker_llm} if pipeline.reranker is not None else set())
+        if len(specs) != 1:
+            return None
+        spec = specs.pop()
+        if not spec.startswith("openai:") or "timeout=" in spec:
+            return None
+        from recllm.llm import create_llm
+
+        return create_llm(spec, timeout=self.config.llm_timeout_s, max_retries=0)
 
     def _card(self, item: str, score: float, reason: str | None, checked: bool | None) -> RecommendedItem:
         facts = self.catalog[item]

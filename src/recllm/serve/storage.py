@@ -308,6 +308,18 @@ class Store:
                                      updated_at=now))
         return session_id
 
+    def claim_session(self, session_id: str, user: str) -> None:
+        """Tie an anonymous session to ``user`` (a visitor who gave feedback after chatting); StorageError when
+        the session does not exist or belongs to another user."""
+        with self._session() as session:
+            chat = session.get(_ChatSession, session_id)
+            if chat is None:
+                raise StorageError(f"no chat session {session_id!r}")
+            if chat.user_id is not None and chat.user_id != user:
+                raise StorageError(f"chat session {session_id!r} belongs to another user")
+            self._ensure_user(session, user)
+            chat.user_id = user
+
     def add_turn(self, session_id: str, role: str, text: str, payload: dict[str, Any] | None = None, *,
                  state: dict[str, Any] | None = None) -> ChatTurn:
         """Append a turn (and, when given, the session's new preference state) in one transaction."""

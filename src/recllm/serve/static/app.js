@@ -133,14 +133,14 @@ async function sendChat(event) {
   addMessage("user", message);
   $("chat-send").disabled = true;
   try {
-    const body = { message };
+    const body = { message, user: state.user };  // one identity for the chat, the cards and the feedback
     if (state.session) body.session_id = state.session;
-    else if (state.hasFeedback) body.user = state.user;
     const data = await api("POST", "/chat", body);
     state.session = data.session_id;
     localStorage.setItem("recllm-session", state.session);
-    addMessage("assistant", data.reply);
+    addMessage(data.degraded ? "assistant degraded" : "assistant", data.reply);
     render($("chat-items"), data.items, "chat");
+    if (data.degraded) await refreshStatus();  // the status line says what the reply said
   } catch (error) {
     addMessage("error", error.message);
   } finally {
@@ -148,14 +148,22 @@ async function sendChat(event) {
   }
 }
 
-async function start() {
-  $("chat-form").addEventListener("submit", sendChat);
+async function refreshStatus() {
   try {
     const health = await api("GET", "/health");
-    $("status").textContent = `${health.dataset}: ${health.items.toLocaleString()} movies; language model ${health.llm}`;
+    const problem = health.llm_problem ? ` (${health.llm_problem})` : "";
+    $("status").textContent =
+      `${health.dataset}: ${health.items.toLocaleString()} movies; language model ${health.llm}${problem}`;
+    $("status").classList.toggle("degraded", health.status === "degraded");
   } catch (error) {
     $("status").textContent = `service unavailable: ${error.message}`;
   }
+}
+
+async function start() {
+  $("chat-form").addEventListener("submit", sendChat);
+  await refreshStatus();
+  setInterval(refreshStatus, 30000);  // the model's state is checked, so a recovery shows without a reload
   await refreshRecommendations();
 }
 
