@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from servers import free_port, running_server
@@ -75,8 +76,6 @@ def test_one_identity_across_chat_cards_and_feedback_and_a_dead_model_shown(tmp_
     line and the reply say so in words."""
     executable = chromium()
     from playwright.sync_api import expect, sync_playwright
-
-    import httpx
 
     port = free_port()
     dead = f"openai:http://127.0.0.1:{free_port()}/v1"
