@@ -5,6 +5,7 @@ from __future__ import annotations
 from tasks_helpers import ScriptedLLM
 
 from recllm.tasks import Explainer, ExplanationChecker, TitleScanner, ZeroShotNextItem
+from recllm.tasks.explain import template_explanation
 
 HISTORY = ["sw", "esb", "alien"]
 
@@ -68,3 +69,41 @@ def test_next_item_grounding_counts_hallucinations(movies):
     assert result.repeated == ("sw",)
     assert result.hallucinated == ("Space Cowboys Forever (2003)",)
     assert rec.n_hallucinated == 1
+
+
+def test_nonsense_that_names_no_wrong_title_is_not_shown_as_checked(movies):
+    """The classes seen in the service: a sentence that never names the item ("The user's favorite movie is
+    10."), a description that contradicts the item's genres, an unsupported number."""
+    checker = ExplanationChecker(movies)
+    bad, _ = checker.check("The user's favorite movie is 10.", HISTORY, "raiders", require_reason=True)
+    assert any("number 10" in v for v in bad) and any("does not name the recommended item" in v for v in bad)
+    bad, _ = checker.check("Raiders of the Lost Ark is a classic action adventure film set in a dystopian future.",
+                           HISTORY, "raiders", require_reason=True)
+    assert any("says Sci-Fi" in v for v in bad)
+    bad, _ = checker.check("Return of the Jedi is a great film.", HISTORY, "rotj", require_reason=True)
+    assert bad == ["gives no reason tied to the user (no history title, no genre shared with it)"]
+    good, cited = checker.check("Return of the Jedi is sci-fi like Alien, which you watched.", HISTORY, "rotj",
+                                require_reason=True)
+    assert good == [] and cited == ["rotj", "alien"]
+    shared, _ = checker.check("Return of the Jedi is a space adventure.", HISTORY, "rotj", require_reason=True)
+    assert shared == []  # a genre the item shares with the history is a reason
+
+
+def test_true_template_sentences_pass_the_check():
+    """No false positives on true text: a title several entries share counts as the one recommended, a short
+    title with its year is read as that title, and each year stays with its own title."""
+    from recllm.data import Item, ItemCatalog
+
+    catalog = ItemCatalog([Item("1", "Chasing Amy", 1997, ("Drama", "Romance")),
+                           Item("2", "Chasing Amy", 1997, ("Drama", "Romance")),
+                           Item("3", "Ran", 1985, ("Drama", "War")), Item("4", "Sabrina", 1954, ("Comedy", "Romance")),
+                           Item("5", "Sabrina", 1995, ("Comedy", "Romance")), Item("6", "Heat", 1995, ("Action",))])
+    checker = ExplanationChecker(catalog)
+    text = "Chasing Amy (1997) is Drama like Ran (1985), which you watched."
+    assert checker.check(text, ["3"], "2", require_reason=True) == ([], ["2", "3"])
+    text = "Sabrina (1995) is Comedy and Romance like Sabrina (1954), which you watched."
+    assert checker.check(text, ["4"], "5", require_reason=True) == ([], ["5", "4"])
+    for item in ("1", "3", "5"):
+        history = [i for i in ("3", "4", "6") if i != item]
+        fallback = template_explanation(catalog, history, item)
+        assert checker.check(fallback, history, item)[0] == [], fallback

@@ -20,12 +20,13 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from recllm.chat.cues import GenreReader, negative
+from recllm.chat.cues import negative
 from recllm.chat.state import Preferences, PreferenceUpdate
 from recllm.chat.title_reader import MATCH_RATIO, TitleReader
 from recllm.chat.years import YearReader
 from recllm.data.catalog import ItemCatalog, normalize_title
 from recllm.llm.base import LLM, GenerationRequest, LLMError
+from recllm.tasks.genre_words import GenreReader
 from recllm.tasks.titles import fold
 
 log = logging.getLogger(__name__)

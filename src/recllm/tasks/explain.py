@@ -1,8 +1,10 @@
 """Explanations of a recommendation, checked against the user's history and the catalog.
 
 The model writes why an item suits a user; the text is then checked: every title must be in the history or
-be the item, every genre and year must be true of an item cited in the same sentence or of the recommended
-item. A text that fails is replaced by a template built only from catalog facts.
+be the item (with the right year when one is written), every genre and year must be true of an item cited in
+the same sentence or of the recommended item, no unsupported number may appear, and the text must name the
+item and give at least one reason tied to the user. A text that fails is replaced by a template built only
+from catalog facts.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from recllm.data.catalog import ItemCatalog
+from recllm.data.catalog import ItemCatalog, normalize_title
 from recllm.llm.base import LLM
 from recllm.prompts import HistoryLike, PromptBuilder, as_history
+from recllm.tasks.genre_words import GenreReader
 from recllm.tasks.titles import TitleScanner, fold
 
 log = logging.getLogger(__name__)
@@ -52,47 +55,103 @@ def _sentences(text: str, limit: int = 3) -> str:
 
 
 class ExplanationChecker:
-    """Checks an explanation against the catalog: titles within ``history ∪ {item}``, genres and years true
-    of the items a sentence cites."""
+    """Checks an explanation against the catalog: titles within ``history ∪ {item}`` (a title that several
+    catalog entries share counts as the one the user may see cited), a year written with a title must be that
+    title's, genres (named or described: "funny", "dystopian") and years must be true of the items a sentence
+    cites, and numbers that are not years support nothing ("The user's favourite movie is 10."). With
+    ``require_reason``, the text must also name the recommended item and give at least one reason tied to the
+    user: a history title, or a genre the item shares with the history."""
 
     def __init__(self, catalog: ItemCatalog) -> None:
         self.catalog = catalog
         self.scanner = TitleScanner(catalog)
+        self.genre_words = GenreReader({g for item in catalog for g in item.genres if g.lower() != "unknown"})
+        self._by_title: dict[str, list[str]] = {}
+        for entry in catalog:
+            self._by_title.setdefault(normalize_title(entry.title), []).append(entry.id)
 
-    def check(self, text: str, history: Sequence[str], item: str) -> tuple[list[str], list[str]]:
+    def check(self, text: str, history: Sequence[str], item: str, *, require_reason: bool = False
+              ) -> tuple[list[str], list[str]]:
         """(violations, cited item ids) of ``text``."""
         allowed = set(history) | {item}
         violations: list[str] = []
         cited: list[str] = []
+        reasons: list[str] = []
+        target = self.catalog[item]
+        history_genres = {g for h in history if h in self.catalog for g in self.catalog[h].genres}
         for sentence in _SENTENCE.split(fold(" ".join(text.split()))):
-            mentions = self.scanner.titles(sentence)
+            mentions = self._mentions(sentence, allowed)
             here = []
-            for m in mentions:
-                title = self.catalog[m.item].label()
-                if m.item not in allowed:
+            for _, _, found, year in mentions:
+                title = self.catalog[found].label()
+                if found not in allowed:
                     violations.append(f"cites {title}, which is neither in the history nor the recommended item")
                     continue
-                here.append(m.item)
-                if m.item not in cited:
-                    cited.append(m.item)
-                if m.year is not None and m.year != self.catalog[m.item].year:
-                    violations.append(f"gives {title} the year {m.year}")
+                here.append(found)
+                if found not in cited:
+                    cited.append(found)
+                if found != item:
+                    reasons.append(f"cites {title}")
+                if year is not None and year != self.catalog[found].year:
+                    violations.append(f"gives {title} the year {year}")
             unknown = self.scanner.unknown_titles(sentence)
-            violations.extend(f"names {t!r}, which is not in the catalog" for t in unknown)
+            covered = [(s, e) for s, e, _, _ in mentions]
+            violations.extend(f"names {t!r}, which is not in the catalog" for t in unknown
+                              if not any(t in sentence[s:e] or sentence[s:e] in t for s, e in covered))
             rest = sentence
-            for m in sorted(mentions, key=lambda x: -x.start):
-                rest = rest[:m.start] + " " + rest[m.end:]
+            for start, end, _, _ in sorted(mentions, key=lambda x: -x[0]):
+                rest = rest[:start] + " " * (end - start) + rest[end:]
             facts = [self.catalog[i] for i in dict.fromkeys([*here, item])]
             names = ", ".join(f.label() for f in facts)
-            for genre in self.scanner.genres(rest):
+            for genre in dict.fromkeys(m.genre for m in self.genre_words.mentions(rest)):
                 if not any(genre in f.genres for f in facts):
                     violations.append(f"says {genre} of {names}")
+                elif genre in target.genres and genre in history_genres:
+                    reasons.append(f"names {genre}, which the item shares with the history")
             for year, decade in self.scanner.years(rest):
                 ok = any(f.year is not None and (f.year // 10 * 10 == year if decade else f.year == year)
                          for f in facts)
                 if not ok:
                     violations.append(f"says {year}{'s' if decade else ''} of {names}")
+            for number in _NUMBER.findall(_YEARISH.sub(" ", rest)):
+                violations.append(f"states the number {number}, which nothing supports")
+        if require_reason:
+            if item not in cited:
+                violations.append(f"does not name the recommended item, {target.label()}")
+            if not reasons:
+                violations.append("gives no reason tied to the user (no history title, no genre shared with it)")
         return violations, cited
+
+    def _mentions(self, sentence: str, allowed: set[str]) -> list[tuple[int, int, str, int | None]]:
+        """``(start, end, item, year written)`` of each title in ``sentence``; a title several entries share
+        resolves to an allowed one, or to the one of the year written with it; "Title (Year)" is read even for
+        titles too short to look for in prose ("Ran (1985)")."""
+        out: list[tuple[int, int, str, int | None]] = []
+        for m in self.scanner.titles(sentence):
+            same = self._by_title.get(normalize_title(self.catalog[m.item].title), [m.item])
+            dated = [i for i in same if m.year is None or self.catalog[i].year == m.year] or same
+            found = next((i for i in dated if i in allowed), dated[0])
+            out.append((m.start, m.end, found, m.year))
+        for written in _YEAR_IN_PARENS.finditer(sentence):
+            if any(s <= written.start() < e for s, e, _, _ in out):
+                continue
+            year = int(written["year"])
+            words = list(re.finditer(r"[^\s]+", sentence[:written.start()]))[-_MAX_TITLE_WORDS:]
+            for first in reversed(range(len(words))):  # the shortest title ending before "(year)" first
+                start = words[first].start()
+                same = [i for i in self._by_title.get(normalize_title(sentence[start:written.start()]), [])
+                        if self.catalog[i].year == year]
+                if same:
+                    found = next((i for i in same if i in allowed), same[0])
+                    out.append((start, written.end(), found, year))
+                    break
+        return sorted(out)
+
+
+_YEAR_IN_PARENS = re.compile(r"\((?P<year>\d{4})\)")
+_MAX_TITLE_WORDS = 8
+_YEARISH = re.compile(r"(?<![0-9])(?:18|19|20)\d{2}(?:'?s)?(?![0-9])|'\d0s\b|\b\d0'?s\b")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])")
 
 
 class Explainer:
@@ -127,7 +186,7 @@ class Explainer:
     def _checked(self, generated: str, history: list[str], item: str) -> Explanation:
         self.n_explained += 1
         text = _sentences(generated, self.max_sentences)
-        violations, cited = self.checker.check(text, history, item)
+        violations, cited = self.checker.check(text, history, item, require_reason=True)
         if text and not violations:
             return Explanation(item, text, generated, True, (), False, tuple(cited))
         if not text:
