@@ -98,40 +98,55 @@ class SimulatedUser:
     def _safe_titles(self, items: Sequence[str]) -> list[str]:
         return [i for i in items if i != self.target and not title_words(self.catalog, i) & self.forbidden]
 
+    def _pick(self, *wordings: str) -> str:
+        """The first wording that writes no word of the target's title ("" when every one would: the part is
+        left out, as a person who must not say the title would leave it out)."""
+        return next((w for w in wordings if not leaks(w, self.catalog, self.target)), "")
+
     def opening(self) -> str:
         recent = self._safe_titles(list(reversed(self.history)))[:OPEN_TITLES]
         self.named += recent
+        ask = self._pick("What should I watch next?", "Any suggestions?", "Recommend me something.")
         if not recent:
-            return self._say("Can you recommend me a movie?")
+            return self._say(ask or "Hi.")
         titles = [self.catalog[i].label() for i in recent]
         listed = ", ".join(titles[:-1]) + f" and {titles[-1]}" if len(titles) > 1 else titles[0]
-        return self._say(f"I liked {listed}. What should I watch next?")
+        return self._say(f"{self._pick('I liked', 'I enjoyed', 'I loved')} {listed}. {ask}".strip())
 
     def reply(self, shown: Sequence[str], asked: bool) -> str:
         """The next message after the agent showed ``shown`` (or asked a question when ``asked``)."""
-        parts = [] if asked or not shown else ["Something else."]  # what was shown is not shown again
-        if not self.critique:
-            return self._say(" ".join(parts) or "Something else.")
+        other = self._pick("Something else.", "Show me others.", "Different ones.")
+        parts = [] if asked or not shown else [other]  # what was shown is not shown again
+        if self.critique:
+            parts.append(self._critique(shown))
+        return self._say(" ".join(p for p in parts if p) or other or "Hmm.")
+
+    def _critique(self, shown: Sequence[str]) -> str:
+        """One new fact about the target, in the order of the module docstring ("" when none is left)."""
         genre = self._target_genre()
         if self.said_genre is None and genre is not None:
             self.said_genre = genre
-            parts.append(f"I'm in the mood for {genre}.")
-        elif not self.said_era and self.facts.year is not None:
+            said = self._pick(f"I'm in the mood for {genre}.", f"I want {genre}.")
+            if said:
+                return said
+        if not self.said_era and self.facts.year is not None:
             self.said_era = True
-            parts.append(f"Something from the {self.facts.year // 10 * 10 % 100:02d}s.")
-        else:
-            avoid = self._genre_to_avoid(shown)
-            if avoid is not None:
-                self.avoided.append(avoid)
-                parts.append(f"No {avoid}, please.")
-            else:
-                similar = self._similar_history()
-                if similar is not None:
-                    self.named.append(similar)
-                    parts.append(f"Something like {self.catalog[similar].label()}.")
-                else:
-                    parts.append("Something else.")
-        return self._say(" ".join(parts))
+            decade = f"{self.facts.year // 10 * 10 % 100:02d}s"
+            said = self._pick(f"Something from the {decade}.", f"From the {decade}.")
+            if said:
+                return said
+        avoid = self._genre_to_avoid(shown)
+        if avoid is not None:
+            self.avoided.append(avoid)
+            said = self._pick(f"No {avoid}, please.", f"Nothing {avoid}.")
+            if said:
+                return said
+        similar = self._similar_history()
+        if similar is not None:
+            self.named.append(similar)
+            return self._pick(f"Something like {self.catalog[similar].label()}.",
+                              f"More like {self.catalog[similar].label()}.")
+        return ""
 
     def _target_genre(self) -> str | None:
         """The target's genre that its history holds least often, ties to the one rarest in the catalog (the
