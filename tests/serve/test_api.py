@@ -50,8 +50,8 @@ def test_search_finds_titles_the_way_people_write_them(api: httpx.Client):
     found = api.get("/items/search", params={"q": "the empire strikes back"}).json()
     assert found[0]["item"] == "172" and found[0]["year"] == 1980 and "Sci-Fi" in found[0]["genres"]
     assert api.get("/items/50").json()["title"] == "Star Wars"
-    for query, title in (("toy", "Toy Story"), ("shawshenk", "Shawshank Redemption, The"),
-                         ("usual suspects", "Usual Suspects, The"), ("12 monkeys", "Twelve Monkeys")):
+    for query, title in (("toy", "Toy Story"), ("shawshenk", "The Shawshank Redemption"),
+                         ("usual suspects", "The Usual Suspects"), ("12 monkeys", "Twelve Monkeys")):
         assert api.get("/items/search", params={"q": query}).json()[0]["title"] == title, query
 
 
@@ -233,3 +233,20 @@ def test_chat_without_llm_asks_then_recommends_and_survives_a_restart(db_url: st
         follow = client.post("/chat", json={"session_id": sid, "message": "no romance"}).json()
         assert follow["state"]["genres"] == ["Comedy"] and follow["state"]["avoid_genres"] == ["Romance"]
         assert respects(follow["items"], follow["state"])
+
+
+def test_compare_two_or_three_items_with_criteria(api: httpx.Client):
+    body = api.post("/compare", json={"items": ["71", "95"], "history": ["1", "588"],
+                                      "criteria": "mostly the era, a bit the genre"}).json()
+    assert [i["item"] for i in body["items"]] == ["71", "95"] and len(body["leaders"]) == 5
+    era = next(a for a in body["items"][0]["aspects"] if a["name"] == "era")
+    assert era["weight"] == pytest.approx(0.4)
+    known = api.post("/compare", json={"items": ["50", "172", "181"], "user": "196"})
+    assert known.status_code == 200 and len(known.json()["items"]) == 3
+    for payload, status, fragment in (({"items": ["71"]}, 422, "items"),
+                                      ({"items": ["71", "71"], "history": []}, 400, "two or three different"),
+                                      ({"items": ["71", "zzz"], "history": []}, 404, "zzz"),
+                                      ({"items": ["71", "95"], "criteria": "whatever"}, 400, "no aspect named"),
+                                      ({"items": ["71", "95"], "weights": {"mood": 1}}, 400, "weights")):
+        answer = api.post("/compare", json=payload)
+        assert answer.status_code == status and fragment in answer.text, answer.text

@@ -13,6 +13,7 @@ what is not there.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -20,6 +21,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from recllm.chat.aspects import AspectAnalyzer
+from recllm.chat.criteria import read_criteria
+from recllm.chat.extract import ordinal_references
+from recllm.chat.questions import FactAnswerer, is_question
 from recllm.chat.state import Preferences, PreferenceUpdate
 from recllm.chat.wishes import WishMatcher, blend
 from recllm.data.bundle import DataBundle
@@ -27,10 +31,17 @@ from recllm.data.catalog import Item
 from recllm.data.itemlist import ItemList
 from recllm.llm.base import LLMError
 from recllm.models.base import Recommender
+from recllm.tasks.genre_words import GenreReader
 
 log = logging.getLogger(__name__)
 
-Action = Literal["ask", "recommend", "no-match"]
+Action = Literal["ask", "recommend", "no-match", "compare", "answer"]
+_COMPARE = re.compile(r"\b(?:compare|comparison|which (?:one )?(?:is|would be|should i pick|is better)|versus|"
+                      r"\bvs\.?)\b", re.IGNORECASE)
+_ABOUT_ITEM = re.compile(r"^\W*(?:is|was|does|how old is|how old was|what year is|what year was|when was|when did|"
+                         r"what genres? (?:is|does|are)|what kind of (?:movie|film) is)\b(?!\s+there\b)",
+                         re.IGNORECASE)
+_IT = re.compile(r"\b(?:it|that one|this one|that movie|that film|this movie|this film)\b", re.IGNORECASE)
 
 
 class Extractor(Protocol):
@@ -172,11 +183,85 @@ class ChatAgent:
         self.recommender = recommender
         self.extractor = extractor
         self.k = k
+        catalog = recommender.data.catalog
+        self.answerer = FactAnswerer(GenreReader({g for i in catalog for g in i.genres if g.lower() != "unknown"}),
+                                     max((i.year for i in catalog if i.year is not None), default=None))
+
+    def _asked_about(self, state: Preferences, message: str) -> str | None:
+        """The item a question is about: one it points at in the list shown ("is the second one animated?"),
+        the one "it" means (the last item asked about, else the first shown), or a title that is the question's
+        subject ("how old is Fargo?"); None for questions that are requests ("is there anything like Heat?")."""
+        pointed = [state.shown[i] for i, _, _ in ordinal_references(message, len(state.shown))
+                   if -len(state.shown) <= i < len(state.shown)]
+        if pointed:
+            return pointed[0]
+        if _IT.search(message):
+            return state.focus or (state.shown[0] if state.shown else None)
+        if _ABOUT_ITEM.match(message):
+            named = self._rules().extract(message, Preferences())
+            titles = [*named.liked, *named.disliked]
+            return titles[0] if titles else None
+        return None
+
+    def _rules(self) -> Extractor:
+        """The rule reader (an LLM extractor's own rules: no model call just to find a title)."""
+        return getattr(self.extractor, "rules", self.extractor)
+
+    def _referenced(self, state: Preferences, message: str) -> list[str]:
+        """Items ``message`` points at: list references ("the first two", "#3") into what was shown, then
+        catalog titles it names."""
+        out = [state.shown[i] for i, _, _ in ordinal_references(message, len(state.shown))
+               if -len(state.shown) <= i < len(state.shown)]
+        named = self._rules().extract(message, Preferences()) if not out else None
+        if named is not None:
+            out += [*named.liked, *named.disliked]
+        return list(dict.fromkeys(out))
+
+    def _compare(self, state: Preferences, message: str, base_history: Sequence[str]) -> ChatReply:
+        criteria = read_criteria(message) or state.criteria
+        items = self._referenced(state, message)[:3]
+        if len(items) < 2:
+            items = [*items, *[i for i in state.shown if i not in items]][:2]
+        if len(items) < 2:
+            text = "Tell me which two or three movies to compare (for example \"compare the first two\")."
+            return ChatReply(text, "ask", (), state, PreferenceUpdate())
+        history = [*base_history, *state.liked]
+        comparison = self.recommender.analyzer.compare(history, items, liked=list(state.liked) or None,
+                                                       weights=criteria)
+        catalog = self.recommender.data.catalog
+        lines = [f"Comparing {' and '.join(catalog[i].label() for i in items)}"
+                 + (" (weighing what you said matters)" if criteria else "") + ":"]
+        for (aspect, leaders), *per_item in zip(comparison.leaders, *(r.aspects for r in comparison.reports),
+                                                strict=True):
+            best = " and ".join(catalog[i].display_title for i in leaders) if leaders else "a tie"
+            lines.append(f"- {aspect}: {best}. " + "; ".join(f"{catalog[r.item].display_title}: {a.reason}"
+                                                           for r, a in zip(comparison.reports, per_item,
+                                                                           strict=True)))
+        overall = " and ".join(catalog[i].display_title for i in comparison.overall) or "neither: they tie"
+        scores = ", ".join(f"{catalog[r.item].display_title} {100 * r.score:.0f}%" for r in comparison.reports)
+        lines.append(f"Overall the better match is {overall} ({scores}).")
+        items_out = tuple(ChatItem(i, catalog[i].display_title, catalog[i].year, tuple(catalog[i].genres),
+                                   f"overall match {100 * r.score:.0f}%") for i, r in zip(items, comparison.reports,
+                                                                                         strict=True))
+        return ChatReply("\n".join(lines), "compare", items_out, replace(state, criteria=criteria),
+                         PreferenceUpdate())
 
     def turn(self, state: Preferences, message: str, *, base_history: Sequence[str] = (),
              exclude: Sequence[str] = ()) -> ChatReply:
         """Answer ``message`` given the conversation's ``state``; ``base_history`` is the user's own history
-        (known users) and ``exclude`` items never to show."""
+        (known users) and ``exclude`` items never to show. "compare the first two" compares, a question about
+        an item ("is it animated?") is answered from its catalog facts, stated criteria ("mostly the era") weigh
+        the aspects of later comparisons and re-order the list shown."""
+        if _COMPARE.search(message):
+            return self._compare(state, message, base_history)
+        if is_question(message):
+            target = self._asked_about(state, message)
+            answer = self.answerer.answer(message, self.recommender.data.catalog[target]) if target else None
+            if answer is not None and target is not None:
+                return ChatReply(answer, "answer", (), replace(state, focus=target), PreferenceUpdate())
+        criteria = read_criteria(message)
+        if criteria is not None and state.shown:
+            return self._reorder(state, criteria, base_history)
         update = self.extractor.extract(message, state)
         prefs = state.merge(update)
         if update.others:  # "something else": what was shown is not shown again
@@ -210,6 +295,23 @@ class ChatAgent:
             lines.append(degraded)
         prefs = replace(prefs, shown=tuple(it.item for it in items))
         return ChatReply("\n".join(lines), "recommend", items, prefs, update, reranked, degraded=bool(degraded))
+
+    def _reorder(self, state: Preferences, criteria: dict[str, float], base_history: Sequence[str]) -> ChatReply:
+        """The list shown, re-ordered by the aspect scores under the user's own weights."""
+        history = [*base_history, *state.liked]
+        analyzer = self.recommender.analyzer
+        reports = sorted((analyzer.analyze(history, i, liked=list(state.liked) or None, weights=criteria)
+                          for i in state.shown), key=lambda r: -r.score)
+        catalog = self.recommender.data.catalog
+        weights = ", ".join(f"{name} {w / sum(criteria.values()):.0%}" for name, w in
+                            sorted(criteria.items(), key=lambda kv: -kv[1]))
+        items = tuple(ChatItem(r.item, catalog[r.item].display_title, catalog[r.item].year,
+                               tuple(catalog[r.item].genres), f"match {100 * r.score:.0f}%: "
+                               + (r.pros[0] if r.pros else r.aspects[0].reason)) for r in reports)
+        lines = [f"Re-ordered by what matters to you ({weights}):"]
+        lines += [f"{n}. {it.title}{f' ({it.year})' if it.year else ''}: {it.reason}" for n, it in enumerate(items, 1)]
+        prefs = replace(state, criteria=criteria, shown=tuple(i.item for i in items))
+        return ChatReply("\n".join(lines), "recommend", items, prefs, PreferenceUpdate())
 
     def unknown(self, titles: Sequence[str]) -> str:
         """A sentence per title the catalog does not hold, with up to three close titles it does hold."""

@@ -14,7 +14,8 @@ Aspects:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -28,6 +29,8 @@ WEIGHTS = {"genre": 0.2, "era": 0.1, "similar": 0.25, "collaborative": 0.35, "po
 RECENT = 50
 PRO, CON = 0.6, 0.3
 PRIOR_RATINGS = 10
+TIE = 0.02
+"""Aspect scores closer than this count as a tie in a comparison."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,16 @@ class Aspect:
     score: float
     reason: str
     weight: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Items side by side: their reports, per aspect the items that match it best (empty: a tie among all),
+    and the items with the best weighted score (empty: a tie)."""
+
+    reports: tuple[DecisionReport, ...]
+    leaders: tuple[tuple[str, tuple[str, ...]], ...]
+    overall: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -87,21 +100,46 @@ class AspectAnalyzer:
             mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         return mean, (sums + PRIOR_RATINGS * overall) / (counts + PRIOR_RATINGS)
 
-    def analyze(self, history: list[str], item: str, *, liked: list[str] | None = None) -> DecisionReport:
+    def analyze(self, history: list[str], item: str, *, liked: list[str] | None = None,
+                weights: Mapping[str, float] | None = None) -> DecisionReport:
         """The aspects of ``item`` for a user with ``history`` (item ids, oldest first); ``liked`` are the items
-        the user liked (default: the whole history)."""
+        the user liked (default: the whole history); ``weights`` replace the default aspect weights (the user's
+        own criteria, ``recllm.chat.criteria``)."""
         catalog = self.data.catalog
         if item not in catalog:
             raise RecllmError(f"unknown item '{item}'")
         known = [h for h in history if h in catalog]
         liked = [h for h in (liked if liked is not None else known) if h in catalog]
-        aspects = (self._genre(known, item), self._era(known, item), self._similar(liked, item),
-                   self._collaborative(known, item), self._popularity(item))
+        aspects: tuple[Aspect, ...] = (self._genre(known, item), self._era(known, item),
+                                       self._similar(liked, item), self._collaborative(known, item),
+                                       self._popularity(item))
+        if weights is not None:
+            unknown = set(weights) - set(WEIGHTS)
+            if unknown or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+                raise RecllmError(f"aspect weights must be non-negative, not all zero, and name only "
+                                  f"{', '.join(WEIGHTS)}; got {dict(weights)}")
+            aspects = tuple(replace(a, weight=float(weights.get(a.name, a.weight))) for a in aspects)
         total = sum(a.weight for a in aspects)
         score = sum(a.score * a.weight for a in aspects) / total
         pros = tuple(a.reason for a in aspects if a.score >= PRO)
         cons = tuple(a.reason for a in aspects if a.score <= CON)
         return DecisionReport(item, catalog[item].label(), aspects, float(score), pros, cons)
+
+    def compare(self, history: list[str], items: Sequence[str], *, liked: list[str] | None = None,
+                weights: Mapping[str, float] | None = None) -> Comparison:
+        """Two or three items side by side: each one's report, and per aspect which item matches best."""
+        if not 2 <= len(items) <= 3 or len(set(items)) != len(items):
+            raise RecllmError(f"compare two or three different items, got {list(items)}")
+        reports = tuple(self.analyze(history, item, liked=liked, weights=weights) for item in items)
+        leaders = []
+        for index, aspect in enumerate(reports[0].aspects):
+            scores = [r.aspects[index].score for r in reports]
+            best = max(scores)
+            winners = tuple(r.item for r, s in zip(reports, scores, strict=True) if s >= best - TIE)
+            leaders.append((aspect.name, winners if len(winners) < len(reports) else ()))
+        best_score = max(r.score for r in reports)
+        overall = tuple(r.item for r in reports if r.score >= best_score - TIE)
+        return Comparison(reports, tuple(leaders), overall if len(overall) < len(reports) else ())
 
     # ---- aspects -------------------------------------------------------------------------------------
     def _genre(self, history: list[str], item: str) -> Aspect:

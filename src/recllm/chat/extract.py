@@ -114,7 +114,7 @@ class RuleExtractor:
                 rest = re.sub(re.escape(title), lambda m: " " * len(m.group(0)), rest, flags=re.IGNORECASE)
             for genre in self.genre_reader.mentions(rest):
                 (avoid if negative(rest, genre.start, genre.end) else genres).append(genre.genre)
-            for index, start, end in self._ordinals(rest, len(state.shown)):
+            for index, start, end in ordinal_references(rest, len(state.shown)):
                 if not state.shown:
                     notes.append("a reference to a list item, but no list was shown yet")
                     continue
@@ -164,35 +164,34 @@ class RuleExtractor:
                  and not _NEGATIVE_CLAUSE.fullmatch(w) and w not in _DECADE_WORDS]
         return " ".join(words)
 
-    @staticmethod
-    def _ordinals(text: str, shown: int) -> list[tuple[int, int, int]]:
-        """``(index into the shown list, start, end)`` of each reference ("the second one", "#3", "option 2",
-        "number three", "the first two", "the middle one"); negative indices count from the end; ``shown`` is
-        the length of the list shown."""
-        out = []
-        taken: list[tuple[int, int]] = []
-        for m in _FIRST_N.finditer(text):
-            n = _COUNTS[m["n"].lower()]
-            indices = range(n) if m["side"].lower() in ("first", "top") else range(-n, 0)
-            out += [(i, m.start(), m.end()) for i in indices]
-            taken.append(m.span())
-        for m in _ORDINAL.finditer(text):
-            if any(not (m.end() <= a or m.start() >= b) for a, b in taken):
+def ordinal_references(text: str, shown: int) -> list[tuple[int, int, int]]:
+    """``(index into the shown list, start, end)`` of each reference ("the second one", "#3", "option 2",
+    "number three", "the first two", "the middle one"); negative indices count from the end; ``shown`` is
+    the length of the list shown."""
+    out = []
+    taken: list[tuple[int, int]] = []
+    for m in _FIRST_N.finditer(text):
+        n = _COUNTS[m["n"].lower()]
+        indices = range(n) if m["side"].lower() in ("first", "top") else range(-n, 0)
+        out += [(i, m.start(), m.end()) for i in indices]
+        taken.append(m.span())
+    for m in _ORDINAL.finditer(text):
+        if any(not (m.end() <= a or m.start() >= b) for a, b in taken):
+            continue
+        if m["word"]:
+            word = m["word"].lower()
+            if word in ("last", "first") and re.match(r"\s+(?:decade|\d|years?|time|few|couple)", text[m.end():]):
                 continue
-            if m["word"]:
-                word = m["word"].lower()
-                if word in ("last", "first") and re.match(r"\s+(?:decade|\d|years?|time|few|couple)", text[m.end():]):
-                    continue
-                if word == "middle":
-                    if shown % 2 == 1:
-                        out.append((shown // 2, m.start(), m.end()))
-                    continue
-                out.append((_ORDINALS[word], m.start(), m.end()))
-            elif m["number"]:
-                number = int(m["number"]) if m["number"].isdigit() else _COUNTS.get(m["number"].lower(), 0)
-                if 1 <= number <= 20:
-                    out.append((number - 1, m.start(), m.end()))
-        return out
+            if word == "middle":
+                if shown % 2 == 1:
+                    out.append((shown // 2, m.start(), m.end()))
+                continue
+            out.append((_ORDINALS[word], m.start(), m.end()))
+        elif m["number"]:
+            number = int(m["number"]) if m["number"].isdigit() else _COUNTS.get(m["number"].lower(), 0)
+            if 1 <= number <= 20:
+                out.append((number - 1, m.start(), m.end()))
+    return out
 
 
 def _only_titles(clause: str, named: Sequence[Any]) -> bool:

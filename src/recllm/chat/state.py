@@ -10,7 +10,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Preferences:
-    """Everything the user has said so far, already matched to the catalog (item ids, catalog genres)."""
+    """Everything the user has said so far, already matched to the catalog (item ids, catalog genres); ``focus``
+    is the item a question about "it" refers to, ``criteria`` the aspect weights the user stated."""
 
     liked: tuple[str, ...] = ()
     disliked: tuple[str, ...] = ()
@@ -21,6 +22,8 @@ class Preferences:
     wishes: tuple[str, ...] = ()
     shown: tuple[str, ...] = ()
     seen_before: tuple[str, ...] = ()
+    focus: str | None = None
+    criteria: dict[str, float] | None = None
 
     @property
     def has_signal(self) -> bool:

@@ -114,6 +114,27 @@ class AspectsRequest(_Strict):
     history: list[str] = Field(max_length=2000)
 
 
+class CompareRequest(_Strict):
+    items: list[ItemId] = Field(min_length=2, max_length=3)
+    user: str | None = Field(default=None, min_length=1, max_length=200)
+    history: list[str] | None = Field(default=None, max_length=2000)
+    criteria: str | None = Field(default=None, min_length=1, max_length=500,
+                                 description='what matters, in words: "mostly the era, a bit the genre"')
+    weights: dict[str, float] | None = Field(default=None, description="aspect weights: genre, era, similar, "
+                                             "collaborative, popularity")
+
+
+class LeaderOut(BaseModel):
+    aspect: str
+    items: list[str]
+
+
+class CompareOut(BaseModel):
+    items: list[DecisionOut]
+    leaders: list[LeaderOut]
+    overall: list[str]
+
+
 class ChatRequest(_Strict):
     message: str = Field(min_length=1, description="what the user says (the service's max_message_chars applies)")
     session_id: str | None = Field(default=None, max_length=64, description="omit to start a new conversation")
@@ -127,7 +148,7 @@ class ChatItemOut(ItemOut):
 class ChatOut(BaseModel):
     session_id: str
     reply: str
-    action: Literal["ask", "recommend", "no-match"]
+    action: Literal["ask", "recommend", "no-match", "compare", "answer"]
     items: list[ChatItemOut]
     state: dict[str, Any]
     source: str
@@ -274,6 +295,13 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
     @app.post("/aspects", response_model=DecisionOut)
     def aspects_history(body: AspectsRequest) -> DecisionOut:
         return _decision(svc().aspects(None, body.item, history=body.history))
+
+    @app.post("/compare", response_model=CompareOut)
+    def compare(body: CompareRequest) -> CompareOut:
+        result = svc().compare(list(body.items), user=body.user, history=body.history, criteria=body.criteria,
+                               weights=body.weights)
+        return CompareOut(items=[_decision(r) for r in result.reports], overall=list(result.overall),
+                          leaders=[LeaderOut(aspect=a, items=list(i)) for a, i in result.leaders])
 
     @app.post("/chat", response_model=ChatOut)
     def chat(body: ChatRequest) -> ChatOut:

@@ -35,6 +35,8 @@ from recllm.chat import (
     WishMatcher,
 )
 from recllm.chat.agent import degraded_sentence
+from recllm.chat.aspects import Comparison
+from recllm.chat.criteria import read_criteria
 from recllm.config import load_section
 from recllm.data.bundle import DataBundle
 from recllm.data.catalog import Item, ItemCatalog
@@ -354,6 +356,34 @@ class Service:
             return self.analyzer.analyze(list(history or []), item)
         seen, _ = self.history(user)
         return self.analyzer.analyze(seen, item, liked=self.liked(user))
+
+    def compare(self, items: list[str], *, user: str | None = None, history: list[str] | None = None,
+                criteria: str | None = None, weights: dict[str, float] | None = None) -> Comparison:
+        """Two or three items side by side for a known user or an ad-hoc history, weighed by ``weights`` or by
+        the ``criteria`` in words ("mostly the era, a bit the genre")."""
+        for item in items:
+            self._dataset_item(item, "a comparison")
+        if criteria is not None and weights is not None:
+            raise ServiceError("give criteria in words or weights, not both")
+        if criteria is not None:
+            weights = read_criteria(criteria)
+            if weights is None:
+                raise ServiceError(f"no aspect named in the criteria {criteria!r}; name the era, the genre, "
+                                   "similarity, what people like you watch, or popularity")
+        if user is not None and history is not None:
+            raise ServiceError("give a user or a history, not both")
+        try:
+            if user is None:
+                unknown = [h for h in history or [] if h not in self.data.catalog]
+                if unknown:
+                    raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
+                return self.analyzer.compare(list(history or []), items, weights=weights)
+            seen, _ = self.history(user)
+            return self.analyzer.compare(seen, items, liked=self.liked(user), weights=weights)
+        except RecllmError as exc:
+            if isinstance(exc, ServiceError):
+                raise
+            raise ServiceError(str(exc)) from exc
 
     def liked(self, user: str) -> list[str]:
         """Items the user liked: rated 4 or more in the data (everything, without ratings), then stored likes
