@@ -154,3 +154,15 @@ def test_a_wish_lifts_the_items_whose_descriptions_match_it(recommender: ChatRec
     assert len(hits & set(wished)) > len(hits & set(plain))
     reasons = [with_wishes.reason(i, prefs) for i in wished if i in hits]
     assert any("close to your wish for 'christmas'" in r for r in reasons)
+
+
+def test_answers_keep_the_genres_the_liked_titles_share(recommender: ChatRecommender, ml100k: DataBundle):
+    """After two animated favourites, the answers are animated too (the retriever alone gave 2 of 5)."""
+    catalog = ml100k.catalog
+    shares = []
+    for pair in (("1", "95"), ("183", "195"), ("100", "273")):  # Toy Story+Aladdin, Alien+Terminator, Fargo+Heat
+        shared = set(catalog[pair[0]].genres) & set(catalog[pair[1]].genres)
+        ids, _ = recommender.recommend(Preferences(liked=pair), 5)
+        shares.append(sum(bool(set(catalog[i].genres) & shared) for i in ids) / len(ids))
+    assert min(shares) >= 0.6 and sum(shares) / len(shares) >= 0.8, shares
+    assert recommender.liked_genres(Preferences(liked=("1", "95"), genres=("Drama",))) == ()  # asked: not guessed
