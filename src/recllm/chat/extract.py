@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -247,25 +247,34 @@ class LLMExtractor:
         self.n_unusable = 0
 
     def extract(self, message: str, state: Preferences) -> PreferenceUpdate:
-        """The rules' reading, with the model's checked answer filling only the fields the rules left empty
-        (rules first: they are precise where they read anything, the model adds recall elsewhere)."""
+        """The rules' reading, with the model's checked answer filling only the fields the rules left empty, and
+        only with values the message holds evidence for (a title written in it, a genre named or described in
+        it, a year or its decade written in it): a small model otherwise fills empty fields with guesses."""
         ruled = self.rules.extract(message, state)
         modelled = self.read_model(message)
         if modelled.source != "llm":
             return _with_note(ruled, *modelled.notes)
+        said = fold(message)
+        named_genres = {m.genre for m in self.rules.genre_reader.mentions(said)}
 
-        def fill(rules: tuple[str, ...], model: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...]:
-            return rules or tuple(v for v in model if v not in other)
+        def fill(rules: tuple[str, ...], model: tuple[str, ...], other: tuple[str, ...],
+                 evident: Callable[[str], bool]) -> tuple[str, ...]:
+            return rules or tuple(v for v in model if v not in other and evident(v))
 
-        years = ruled.clear_years or not modelled.clear_years
+        def any_title(_: str) -> bool:
+            return True  # read_model keeps only titles the message writes
+
+        years_evident = all(year is None or _year_written(year, said)
+                            for year in (modelled.year_min, modelled.year_max))
+        years = ruled.clear_years or not modelled.clear_years or not years_evident
         return PreferenceUpdate(
-            liked=fill(ruled.liked, modelled.liked, ruled.disliked),
-            disliked=fill(ruled.disliked, modelled.disliked, ruled.liked),
-            genres=fill(ruled.genres, modelled.genres, ruled.avoid_genres),
-            avoid_genres=fill(ruled.avoid_genres, modelled.avoid_genres, ruled.genres),
+            liked=fill(ruled.liked, modelled.liked, ruled.disliked, any_title),
+            disliked=fill(ruled.disliked, modelled.disliked, ruled.liked, any_title),
+            genres=fill(ruled.genres, modelled.genres, ruled.avoid_genres, named_genres.__contains__),
+            avoid_genres=fill(ruled.avoid_genres, modelled.avoid_genres, ruled.genres, named_genres.__contains__),
             year_min=ruled.year_min if years else modelled.year_min,
             year_max=ruled.year_max if years else modelled.year_max,
-            clear_years=ruled.clear_years or modelled.clear_years, wishes=ruled.wishes,
+            clear_years=ruled.clear_years or (modelled.clear_years and years_evident), wishes=ruled.wishes,
             unknown_titles=ruled.unknown_titles, others=ruled.others, source="llm+rules",
             notes=(*ruled.notes, *modelled.notes))
 
@@ -360,6 +369,15 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, Sequence):
         return [v for v in value if isinstance(v, str) and v.strip()]
     return []
+
+
+def _year_written(year: int, text: str) -> bool:
+    """Whether ``year``, or the decade holding it, is written in ``text`` ("1985", "85", "the 80s", "eighties")."""
+    decade = year // 10 % 10
+    words = {"2": "twenties", "3": "thirties", "4": "forties", "5": "fifties", "6": "sixties", "7": "seventies",
+             "8": "eighties", "9": "nineties"}
+    return bool(re.search(rf"(?<![0-9]){year}(?![0-9])|(?<![0-9])'?{year % 100:02d}(?![0-9])|{decade}0'?s\b",
+                          text)) or words.get(str(decade), "#") in text.lower()
 
 
 def _with_note(update: PreferenceUpdate, *notes: str) -> PreferenceUpdate:
