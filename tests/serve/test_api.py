@@ -250,3 +250,31 @@ def test_compare_two_or_three_items_with_criteria(api: httpx.Client):
                                       ({"items": ["71", "95"], "weights": {"mood": 1}}, 400, "weights")):
         answer = api.post("/compare", json=payload)
         assert answer.status_code == status and fragment in answer.text, answer.text
+
+
+def test_a_conversation_read_right_through_the_api(api: httpx.Client):
+    """The classes of misreading, through POST /chat: a negated bound, everyday genre words, an unknown title
+    named back with close matches, genre coherence after two animated favourites, a correction, a question
+    about an item and a comparison."""
+    def say(message: str, session: str | None = None, **extra: object) -> dict:
+        body = {"message": message, **({"session_id": session} if session else {}), **extra}
+        answer = api.post("/chat", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    first = say("something funny, nothing before 1990")
+    assert first["state"]["genres"] == ["Comedy"] and first["state"]["year_min"] == 1990
+    assert first["state"]["year_max"] is None and all(i["year"] >= 1990 for i in first["items"])
+    session = first["session_id"]
+    unknown = say("I loved Inceptoin and Toy Stroy", session)
+    assert "I don't know the title 'Inceptoin'" in unknown["reply"] and "1" in unknown["state"]["liked"]
+    assert unknown["unknown_titles"] == ["Inceptoin"]
+    animated = say("I loved Toy Story and Aladdin")
+    shared = sum({"Animation", "Children's"} & set(i["genres"]) != set() for i in animated["items"])
+    assert shared >= 4, [i["title"] for i in animated["items"]]
+    corrected = say("actually, I didn't like Aladdin", animated["session_id"])
+    assert "95" in corrected["state"]["disliked"] and "95" not in corrected["state"]["liked"]
+    question = say("is the first one animated?", animated["session_id"])
+    assert question["action"] == "answer" and question["reply"].startswith(("Yes:", "No:"))
+    compared = say("compare the first two", animated["session_id"])
+    assert compared["action"] == "compare" and len(compared["items"]) == 2 and "Overall" in compared["reply"]
