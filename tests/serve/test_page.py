@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,19 +28,29 @@ def chromium() -> str:
     return path
 
 
-def test_chat_cards_feedback_and_aspects_in_a_real_browser(tmp_path: Path, ml100k):
+@contextmanager
+def served_page(tmp_path: Path, llm: str) -> Iterator[tuple[str, Any, list[str]]]:
+    """`recllm serve` with ``llm`` and a Chromium page on it: (base URL, page, JavaScript errors seen)."""
     executable = chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     port = free_port()
     command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--db",
-               f"sqlite:///{tmp_path / 'service.sqlite'}", "--llm", "none"]
+               f"sqlite:///{tmp_path / 'service.sqlite'}", "--llm", llm]
     with running_server(command, port, timeout=180) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(base + "/")
+        yield base, page, errors
+        browser.close()
+
+
+def test_chat_cards_feedback_and_aspects_in_a_real_browser(tmp_path: Path, ml100k):
+    from playwright.sync_api import expect
+
+    with served_page(tmp_path, "none") as (_, page, errors):
         expect(page.locator("#status")).to_contain_text("movielens-100k: 1,682 movies")
         recs = page.locator("#recs .card")
         expect(recs).to_have_count(8)
@@ -66,7 +79,6 @@ def test_chat_cards_feedback_and_aspects_in_a_real_browser(tmp_path: Path, ml100
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
         assert not errors, errors
-        browser.close()
     assert (ARTIFACTS / "page.png").stat().st_size > 10_000
 
 
@@ -74,19 +86,9 @@ def test_one_identity_across_chat_cards_and_feedback_and_a_dead_model_shown(tmp_
     """The visitor's id (kept in the browser) owns the chat session from the first message; a card disliked
     in the chat never comes back in the next chat answer or the list; with the model server gone, the status
     line and the reply say so in words."""
-    executable = chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    port = free_port()
-    dead = f"openai:http://127.0.0.1:{free_port()}/v1"
-    command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--db",
-               f"sqlite:///{tmp_path / 'service.sqlite'}", "--llm", dead]
-    with running_server(command, port, timeout=180) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(base + "/")
+    with served_page(tmp_path, f"openai:http://127.0.0.1:{free_port()}/v1") as (base, page, errors):
         expect(page.locator("#status")).to_contain_text("language model unavailable")
         user = page.evaluate("localStorage.getItem('recllm-user')")
 
@@ -110,4 +112,3 @@ def test_one_identity_across_chat_cards_and_feedback_and_a_dead_model_shown(tmp_
         listed = httpx.get(f"{base}/users/{user}/recommendations", params={"k": 50}).json()["items"]
         assert disliked not in {i["item"] for i in listed}
         assert not errors, errors
-        browser.close()
