@@ -82,7 +82,7 @@ def docs(_: argparse.Namespace) -> None:
               "critiques state the target's genre and decade, which narrows MovieLens-100K to a few dozen films. "
               "The control row, which pages through the retriever's list without telling it anything, matches "
               f"the one-shot HR@{k * turns}: the lift over it comes from the critiques, not from showing more items.",
-              "", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows) + ".  ",
+              "", "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in rows)) + ".  ",
               f"Machine: {machine_text(rows[-1]['machine'])}; {rows[-1]['date']}."]
     write_section("chat-simulator", "\n".join(lines))
 

@@ -76,6 +76,11 @@ def test_titles_are_read_as_people_write_them(rules: RuleExtractor, text: str, l
     ("I loved Inception", ["Inception"]), ("i hated gladiator", ["gladiator"]), ('I liked "Memento"', ["Memento"]),
     ("loved Toy Story 2", ["Toy Story 2"]), ("the phantom menace was boring", ["the phantom menace"]),
     ("American Beauty (1999), loved it", ["American Beauty (1999)"]), ("Rocky (1976) is the best", ["Rocky (1976)"]),
+    ("have you seen Inception?", ["Inception"]), ("we watched Up last night and loved it", ["Up"]),
+    ("is Inception in your catalog?", ["Inception"]), ("Shrek 2 was better than the first", ["Shrek 2"]),
+    ("I grew up on The Goonies and Gremlins", ["The Goonies", "Gremlins"]),
+    ("the notebook made me cry", ["the notebook"]), ("loved zodiac, and also loved the departed",
+                                                     ["zodiac", "the departed"]),
 ])
 def test_unknown_titles_are_named_not_dropped_or_misread(rules: RuleExtractor, text: str, unknown: list[str]):
     update = rules.extract(text, Preferences())

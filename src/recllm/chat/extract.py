@@ -38,6 +38,7 @@ _SEEN = re.compile(r"\b(?:already (?:seen|watched|saw)|(?:i'?ve|have) (?:already
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
              "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "seventh": 6, "7th": 6, "eighth": 7, "8th": 7,
              "ninth": 8, "9th": 8, "tenth": 9, "10th": 9, "last": -1}
+_ORDINAL_WORDS = "|".join(_ORDINALS)
 _COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
            "ten": 10, "2": 2, "3": 3, "4": 4, "5": 5}
 _FIRST_N = re.compile(r"\b(?:the\s+)?(?P<side>first|top|last)\s+(?P<n>two|three|four|five|[2-5])\b", re.IGNORECASE)
@@ -180,8 +181,15 @@ def ordinal_references(text: str, shown: int) -> list[tuple[int, int, int]]:
             continue
         if m["word"]:
             word = m["word"].lower()
-            if word in ("last", "first") and re.match(r"\s+(?:decade|\d|years?|time|few|couple)", text[m.end():]):
-                continue
+            spoken = m.group(0).lower().strip()
+            paired = re.search(rf"\b(?:{_ORDINAL_WORDS})\s*(?:,|and|or|&)\s*(?:the\s+)?{re.escape(word)}\b|"
+                               rf"\b{re.escape(word)}\s*(?:,|and|or|&)\s*(?:the\s+)?(?:{_ORDINAL_WORDS})\b",
+                               text, re.IGNORECASE)
+            pointed = spoken.startswith("the ") or " " in spoken or word[0].isdigit() or paired is not None or \
+                text.strip(" .!?").lower() == spoken
+            if not pointed or re.search(r"\bthan\s*$", text[:m.start()], re.IGNORECASE) or \
+                    re.match(r"\s+(?:decade|\d|years?|time|few|couple|night|week|month|weekend)", text[m.end():]):
+                continue  # "up last night", "better than the first", "first, something funny": no list reference
             if word == "middle":
                 if shown % 2 == 1:
                     out.append((shown // 2, m.start(), m.end()))

@@ -44,9 +44,11 @@ _SEQUEL = re.compile(r"^\s*(?:part\s+)?(?P<n>[2-9]|1[0-9]|ii|iii|iv|vi)\b(?!\s*(
 _CUE = re.compile(
     r"\b(?:lov(?:e|ed|ing)|lik(?:e|ed|ing)|enjoy(?:ed|ing)?|adore[d]?|hated?|dislike[d]?|detest(?:ed)?|"
     r"can'?t stand|couldn'?t stand|fan of|(?:favou?rite|fave|fav)(?: (?:movie|film))?(?: is| was| ever is)?|"
-    r"similar to|"
-    r"more like|reminds me of|seen|watched|saw|thought|have you got|do you have|got any|what about|how about|"
-    r"anything like|something like|movies like|films like|rewatched|rewatching|recommend)\b", re.IGNORECASE)
+    r"similar to|more like|reminds me of|seen|watched|saw|thought|have you got|do you have|got any|what about|"
+    r"how about|anything like|something like|movies like|films like|rewatched|rewatching|recommend|"
+    r"grew up (?:on|with)|obsessed with|raised on)\b"
+    r"|^\W*(?:is|are)\b(?=\s.+?\s(?:in (?:your|the) (?:catalog|list|collection|database)|available)\b)",
+    re.IGNORECASE)
 """Verbs and phrases after which people name a title."""
 _CONTINUES = re.compile(r"^\s+(?!(?:and|or|but|was|is|were|are|so|too|a|an|lot|very|much|because|from|in|with|i|it|"
                        r"since|when|if|which|who|as|though|although|while|imo|honestly|lol|haha|movie|film|one|ones|"
@@ -60,11 +62,14 @@ _NOT_A_NAME = re.compile(r"^\s*(?:(?:the\s+)?(?:first|second|third|fourth|fifth|
                          r"option|suggestion))?\s*$|#|\d+\s*$|(?:the\s+)?'?\d0'?s\b|(?:19|20)\d0s\b|"
                          r"(?:after|before|since|until|between|older|newer|around)\b)", re.IGNORECASE)
 _VERDICT = re.compile(
+    r"\s+(?:made me (?:cry|laugh|think|smile)|blew (?:me away|my mind)|stuck with me|still haunts me|"
+    r"never gets old)\b|"
     r"\s+(?:was|is|were|are|'s|felt|seemed|remains|still is)\s+(?:so |really |pretty |just |truly |absolutely |"
     r"honestly |totally |way |kind of |kinda |a bit |the )?(?:great|amazing|awesome|incredible|brilliant|"
     r"fantastic|excellent|wonderful|perfect|fun|good|cool|epic|superb|a blast|a masterpiece|a classic|best|"
     r"my (?:all[- ]time )?(?:favou?rites?|faves?|favs?)|my go-to|sweet|lovely|beautiful|gorgeous|hilarious|"
-    r"moving|touching|gripping|stunning|solid|decent|genius|a gem|so good|boring|awful|terrible|bad|overrated|"
+    r"moving|touching|gripping|stunning|solid|decent|genius|a gem|so good|better|worse|funnier|scarier|"
+    r"boring|awful|terrible|bad|overrated|"
     r"underrated|meh|lame|dull|worst|"
     r"garbage|rubbish|too long|a mess|a letdown|disappointing|slow|stupid|dumb|not (?:good|great|for me))\b",
     re.IGNORECASE)
@@ -78,7 +83,8 @@ _SPLIT = re.compile(r"\s*(?:\band\b|\bor\b|&|/|\bplus\b|\bas well as\b|\bthough\
                     r"\bso much\b|\btoo\b|\bboth\b|\bback in the day\b|\bgrowing up\b|\bas a kid\b)\s*",
                     re.IGNORECASE)
 _STOP = re.compile(r"\s+(?:because|since|when|if|so|which|who|as well|but|though|although|while|cause|cuz|imo|"
-                   r"honestly|lol|haha|from the|in the|with|by|for|is|was|were|are|i|i'm|i've|it's|either|"
+                   r"honestly|lol|haha|from the|in the|in your|available|with|by|for|is|was|were|are|i|i'm|i've|"
+                   r"it's|either|"
                    r"recently|lately|btw|tbh|anyway|again|yesterday|last night|last week|this week|tonight|"
                    r"the other day|a while ago|years ago|as a kid|growing up|back then|ever since)\b.*",
                    re.IGNORECASE)
