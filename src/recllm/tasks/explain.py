@@ -23,7 +23,9 @@ from recllm.tasks.titles import TitleScanner, fold
 
 log = logging.getLogger(__name__)
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+_SENTENCE = re.compile(r"(?<!\bMrs\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bvs\.)(?<!\bJr\.)"
+                       r"(?<!\b[A-Z]\.)(?<=[.!?])\s+(?=[A-Z\"'(])")
+"""A sentence break: not after an abbreviation in a title ("Mrs. Doubtfire", "E.T. the Extra-Terrestrial")."""
 
 
 @dataclass(frozen=True)
