@@ -69,10 +69,20 @@ class TestOpenAIBackendWithEchoScoring(OverHTTP):
     options: ClassVar[dict[str, object]] = {"can_score": True, "extension": False}
 
 
-class TestOpenAIBackendWithoutScoring(OverHTTP):
-    """The default: a server is not assumed to score, so scoring must be refused with a CapabilityError."""
+class TestOpenAIBackendFindsItsScoringRoute(OverHTTP):
+    """The default: the backend asks the server how it scores (recllm's own server: by its extension)."""
 
-    def test_the_default_backend_does_not_claim_to_score(self, contract_llm: LLM) -> None:
+    def test_the_default_backend_finds_the_route(self, contract_llm: LLM) -> None:
+        assert isinstance(contract_llm, OpenAIBackend)
+        assert contract_llm.can_score is True and contract_llm.score_route() == "extension"
+
+
+class TestOpenAIBackendWithoutScoring(OverHTTP):
+    """``can_score=False`` in the spec: scoring is refused with a CapabilityError, whatever the server offers."""
+
+    options: ClassVar[dict[str, object]] = {"can_score": False}
+
+    def test_the_backend_does_not_claim_to_score(self, contract_llm: LLM) -> None:
         assert contract_llm.can_score is False and contract_llm.can_schema is False
 
 

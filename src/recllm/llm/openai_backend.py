@@ -7,17 +7,26 @@ Endpoints used, all under the base URL (which normally ends in ``/v1``):
   such as OpenAI's that have dropped the legacy endpoint). ``temperature``, ``top_p``, ``max_tokens``,
   ``stop`` and ``seed`` are passed on; stop strings are also cut on this side, since not every server does.
   A JSON schema goes out as ``response_format={"type": "json_schema", ...}``, only when ``can_schema=True``.
-- scoring (``logprobs``, ``next_token_logprobs``), only when ``can_score=True``, by one of two routes:
+- scoring (``logprobs``, ``next_token_logprobs``) by the first route the server offers, found out once by asking
+  it with a two-word prompt (``can_score=true``/``false`` and ``score_route=...`` in the spec override this;
+  a route named there is checked against the server, and a server that offers none says so in a
+  ``CapabilityError``):
 
-  * the recllm extension (``/recllm/logprobs``, ``/recllm/next_token_logprobs``), used when the server
-    answers ``GET /recllm/capabilities`` (``recllm llm-serve`` does). It runs the server model's own scoring
-    and gives exactly the numbers the ``hf`` backend gives in-process. The same extension provides exact
-    ``count_tokens``, ``render_chat`` and ``context_length``.
-  * the standard ``/completions`` call with ``echo=True, logprobs=1, max_tokens=1`` (vLLM supports it;
-    OpenAI's chat API and, at the time of writing, llama.cpp's server and Ollama do not). The server returns
-    a log-probability per prompt token; the tokens whose ``text_offset`` lies in the continuation are summed.
-    Prompt and continuation are tokenised together there, so a token merging across the boundary makes the
-    score approximate (logged); write continuations with their leading space, as for the ``hf`` backend.
+  * ``extension``: the recllm extension (``/recllm/logprobs``, ``/recllm/next_token_logprobs``), used when the
+    server answers ``GET /recllm/capabilities`` (``recllm llm-serve`` does). It runs the server model's own
+    scoring and gives exactly the numbers the ``hf`` backend gives in-process. The same extension provides
+    exact ``count_tokens``, ``render_chat`` and ``context_length``.
+  * ``echo``: the standard ``/completions`` call with ``echo=True, logprobs=1, max_tokens=1`` (vLLM and
+    recllm's server support it; OpenAI's chat API and, at the time of writing, llama.cpp's server and Ollama
+    do not). The server returns a log-probability per prompt token; the tokens whose ``text_offset`` lies in
+    the continuation are summed.
+  * ``prompt_logprobs``: vLLM's extra parameter of ``/completions``, which returns, per prompt token, the
+    log-probability and decoded text of the token; the decoded tokens are laid end to end so that the last
+    one ends where the prompt ends, and those in the continuation are summed.
+
+  In both ``/completions`` routes prompt and continuation are tokenised together on the server, so a token
+  merging across the boundary makes the score approximate (logged); write continuations with their leading
+  space, as for the ``hf`` backend.
 
 Retries: connection errors, timeouts, HTTP 429 and 5xx are retried up to ``max_retries`` times with
 exponential backoff (``backoff * 2**attempt``, at most ``max_backoff`` seconds, or the server's
@@ -36,7 +45,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,6 +59,9 @@ from recllm.llm.base import LLM, CapabilityError, Completion, FinishReason, Gene
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+SCORE_ROUTES = ("extension", "echo", "prompt_logprobs")
+"""The scoring routes, in the order they are tried when the server is asked."""
+ScoreRoute = Literal["extension", "echo", "prompt_logprobs"]
 EXCERPT_CHARS = 300
 # answers of GET /recllm/capabilities that mean "no recllm extension here" rather than an error
 ABSENT_STATUS = frozenset({400, 404, 405, 422, 501})
@@ -101,7 +113,8 @@ class OpenAIBackend(LLM):
         backoff: Annotated[float, Field(ge=0)] = 0.5,
         max_backoff: Annotated[float, Field(ge=0)] = 8.0,
         retry_deadline: Annotated[float, Field(ge=0)] = 60.0,
-        can_score: bool = False,
+        can_score: bool | None = None,
+        score_route: ScoreRoute | None = None,
         can_schema: bool = False,
         chat_only: bool = False,
         extension: bool | None = None,
@@ -119,7 +132,11 @@ class OpenAIBackend(LLM):
         self.chat_only = chat_only
         self.extension = extension
         self.concurrency = concurrency
-        self._can_score = bool(can_score)
+        self._can_score = can_score
+        self._score_route: str | None = score_route
+        if score_route is not None and can_score is False:
+            raise ConfigError(f"score_route={score_route!r} names a scoring route, but can_score=False turns scoring "
+                              "off; drop one of them")
         self._can_schema = bool(can_schema)
         self._context_length = context_length
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -276,7 +293,54 @@ class OpenAIBackend(LLM):
 
     @property
     def can_score(self) -> bool:
+        """Whether the server scores text: as configured (``can_score``), else found out once by asking it
+        (``score_route``)."""
+        if self._can_score is None:
+            self._can_score = self.score_route() is not None
         return self._can_score
+
+    def score_route(self) -> str | None:
+        """The route scoring takes, found out once: ``extension`` (the recllm extension), ``echo`` (an echoed
+        prompt with ``logprobs``) or ``prompt_logprobs`` (vLLM's extra parameter); None when the server offers
+        none of them. A route named in the spec (``score_route``) is checked against the server."""
+        with self._info_lock:
+            routes = ([self._score_route] if self._score_route is not None else list(SCORE_ROUTES))
+        for route in routes:
+            if self._route_works(route):
+                with self._info_lock:
+                    self._score_route = route
+                log.info("server %s scores by %s", self.base_url, route)
+                return route
+        if self._score_route is not None or self._can_score:
+            raise CapabilityError(f"OpenAI-compatible server at {self.base_url} does not score by "
+                                  f"{' or '.join(routes)} (asked with a two-word prompt); drop can_score=true or "
+                                  f"score_route, or use a server that returns prompt log-probabilities")
+        return None
+
+    def _route_works(self, route: str) -> bool:
+        """Asks the server to score a two-word prompt by ``route``; False when it answers without scores or
+        refuses the request (a 4xx), an LLMError when it cannot be reached."""
+        if route == "extension":
+            return self.extension is not False and self._extension_has("logprobs")
+        probe = "Hello world"
+        payload = {"model": self.model_name, "prompt": probe, "max_tokens": 1, "temperature": 0.0}
+        payload |= {"echo": True, "logprobs": 1} if route == "echo" else {"prompt_logprobs": 0}
+        try:
+            data = self._post("/completions", payload)
+        except CapabilityError:
+            return False
+        except LLMError as exc:
+            if _refused(exc):
+                return False
+            raise
+        choices = data.get("choices") if isinstance(data, Mapping) else None
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+        if route == "echo":
+            logprobs = choice.get("logprobs")
+            values = logprobs.get("token_logprobs") if isinstance(logprobs, Mapping) else None
+            return isinstance(values, list) and len(values) >= 2
+        values = choice.get("prompt_logprobs")
+        return isinstance(values, list) and len(values) >= 2
 
     @property
     def can_schema(self) -> bool:
@@ -385,13 +449,14 @@ class OpenAIBackend(LLM):
 
     # ---- scoring ----------------------------------------------------------------------------------
     def _logprobs(self, prompt: str, continuations: list[str]) -> np.ndarray:
-        if self._extension_has("logprobs"):
+        route = self.score_route()
+        if route == "extension":
             return self._extension_scores("/recllm/logprobs", {"prompt": prompt, "continuations": continuations},
                                           len(continuations))
         return np.asarray([s for s, _ in self._echo_scores(prompt, continuations)], dtype=np.float64)
 
     def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
-        if self._extension_has("next_token_logprobs"):
+        if self.score_route() == "extension" and self._extension_has("next_token_logprobs"):
             return self._extension_scores("/recllm/next_token_logprobs", {"prompt": prompt, "tokens": tokens},
                                           len(tokens))
         scores = []
@@ -429,8 +494,10 @@ class OpenAIBackend(LLM):
         texts = [stripped + spaces + continuations[i] for i in todo]
         url = self._url("/completions")
         start = time.perf_counter()
-        data = self._post("/completions", {"model": self.model_name, "prompt": texts, "echo": True, "logprobs": 1,
-                                           "max_tokens": 1, "temperature": 0.0})
+        vllm = self.score_route() == "prompt_logprobs"
+        route = {"prompt_logprobs": 0} if vllm else {"echo": True, "logprobs": 1}
+        data = self._post("/completions", {"model": self.model_name, "prompt": texts, "max_tokens": 1,
+                                           "temperature": 0.0, **route})
         choices = _dig(data, url, "choices")
         if not isinstance(choices, list) or len(choices) != len(texts):
             raise LLMError(f"OpenAI-compatible server at {url} answered {_count(choices)} choices for "
@@ -440,6 +507,8 @@ class OpenAIBackend(LLM):
             index = choice.get("index", position) if isinstance(choice, Mapping) else position
             if not isinstance(index, int) or not 0 <= index < len(texts):
                 raise LLMError(f"OpenAI-compatible server at {url} answered a choice with index {index!r}")
+            if vllm:
+                choice = _echoed_from_prompt_logprobs(choice, url, len(texts[index]))
             total, n_before, n_inside = self._sum_continuation(choice, url, boundary, len(texts[index]))
             results[todo[index]] = (total, n_inside)
             prompt_tokens += n_before
@@ -487,6 +556,49 @@ class OpenAIBackend(LLM):
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(url={self.base_url!r}, model={self.model_name!r})"
+
+
+def _echoed_from_prompt_logprobs(choice: Any, url: str, length: int) -> dict[str, Any]:
+    """vLLM's ``prompt_logprobs`` (one ``{token_id: {"logprob", "rank", "decoded_token"}}`` per prompt token,
+    None for the first, which has no context and whose text is not returned) as the ``logprobs`` of an echoed
+    prompt of ``length`` characters: tokens, log-probabilities and text offsets, the decoded tokens laid end to
+    end so that the last one ends where the prompt ends."""
+    entries = choice.get("prompt_logprobs") if isinstance(choice, Mapping) else None
+    if not isinstance(entries, list) or not entries:
+        raise LLMError(f"OpenAI-compatible server at {url} answered no 'prompt_logprobs' list; it does not score "
+                       "by vLLM's prompt_logprobs (use score_route=echo or extension)")
+    tokens: list[str] = []
+    values: list[float] = []
+    for number, entry in enumerate(entries):
+        if entry is None and number == 0:
+            continue
+        if not isinstance(entry, Mapping) or not entry:
+            raise LLMError(f"OpenAI-compatible server at {url} answered prompt_logprobs[{number}] = "
+                           f"{excerpt(json.dumps(entry))}, expected an object keyed by token id")
+        ranked = [v for v in entry.values() if isinstance(v, Mapping)]
+        chosen = min(ranked, key=lambda v: v.get("rank", 0) if isinstance(v.get("rank"), int) else 0) \
+            if ranked else None
+        if chosen is None or not _is_number(chosen.get("logprob")) or not isinstance(chosen.get("decoded_token"), str):
+            raise LLMError(f"OpenAI-compatible server at {url} answered prompt_logprobs[{number}] without a numeric "
+                           f"'logprob' and a 'decoded_token': {excerpt(json.dumps(entry))}")
+        tokens.append(chosen["decoded_token"])
+        values.append(float(chosen["logprob"]))
+    start = length - sum(len(t) for t in tokens)
+    if start < 0:
+        raise LLMError(f"OpenAI-compatible server at {url} answered prompt_logprobs whose tokens are longer than "
+                       "the prompt; they cannot be placed in it")
+    offsets = []
+    for token in tokens:
+        offsets.append(start)
+        start += len(token)
+    first = [""] if entries[0] is None else []  # the token without a log-probability counts as before the text
+    return {"logprobs": {"tokens": first + tokens, "token_logprobs": [None] * len(first) + values,
+                         "text_offset": [0] * len(first) + offsets}}
+
+
+def _refused(exc: LLMError) -> bool:
+    """Whether an LLMError is the server refusing a request (HTTP 4xx), not a failure to reach it."""
+    return any(f"HTTP {code}" in str(exc) for code in range(400, 500))
 
 
 def _estimate_tokens(text: str) -> int:
