@@ -2,8 +2,9 @@
 response shapes: ``GET /v1/models``; ``POST /v1/completions`` with the extra parameter ``prompt_logprobs``
 (per prompt token ``{token_id: {"logprob", "rank", "decoded_token"}}``, None for the first token) and, when
 ``echo`` is on, ``echo`` with ``logprobs`` (``tokens``, ``token_logprobs``, ``text_offset``);
-``POST /v1/chat/completions``. Its "model" is a toy: tokens are words with their leading spaces, and each
-token's log-probability is a fixed function of the token and its position, so tests know the exact scores.
+``POST /v1/chat/completions``. Its "model" is a toy: tokens are words, digits and marks with their leading
+spaces, and each token's log-probability is a fixed function of the token and its position, so tests know the
+exact scores.
 It runs a real HTTP server on a loopback port in a thread."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from servers import free_port
 
-_TOKEN = re.compile(r"\s*\S+|\s+$")
+_TOKEN = re.compile(r"\s*(?:[A-Za-z]+|[0-9]|[^\sA-Za-z0-9])|\s+$")
 
 
 def tokens(text: str) -> list[str]:
