@@ -213,11 +213,24 @@ def test_a_scripted_five_turn_conversation_with_feedback(api: httpx.Client):
     ({"message": ""}, 422, "message: String should have at least 1 character"),
     ({"message": "   "}, 400, "the message is empty"),
     ({"message": "hi", "session_id": "nope"}, 404, "no chat session 'nope'"),
-    ({"message": "hi", "user": "nobody"}, 404, "unknown user 'nobody'"),
+    ({"message": "hi", "user": "x" * 201}, 422, "user"),
 ])
 def test_bad_chat_requests(api: httpx.Client, payload: dict, status: int, fragment: str):
     response = api.post("/chat", json=payload)
     assert response.status_code == status and fragment in response.json()["error"], response.text
+
+
+def test_a_new_visitor_owns_its_chat_session_from_the_first_turn(api: httpx.Client):
+    visitor = f"web-{uuid.uuid4().hex[:8]}"  # not in the data, no feedback yet
+    first = api.post("/chat", json={"message": "something funny", "user": visitor}).json()
+    assert api.get(f"/chat/{first['session_id']}").json()["user"] == visitor
+    disliked = first["items"][0]["item"]
+    assert api.post("/feedback", json={"user": visitor, "item": disliked, "kind": "dislike"}).status_code == 201
+    again = api.post("/chat", json={"message": "something funny", "user": visitor,
+                                    "session_id": first["session_id"]}).json()
+    assert disliked not in {i["item"] for i in again["items"]}
+    other = api.post("/chat", json={"message": "hi", "user": "someone-else", "session_id": first["session_id"]})
+    assert other.status_code == 400 and "belongs to another user" in other.json()["error"]
 
 
 def test_chat_without_llm_asks_then_recommends_and_survives_a_restart(db_url: str, ml100k):

@@ -6,6 +6,7 @@ traceback."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from recllm.errors import RecllmError
+from recllm.serve.operations import Metrics, Operations
 from recllm.serve.service import NotFoundError, Recommendations, Service, ServiceConfig, ServiceError
 from recllm.serve.storage import StorageError, Store
 
@@ -138,7 +141,8 @@ class CompareOut(BaseModel):
 class ChatRequest(_Strict):
     message: str = Field(min_length=1, description="what the user says (the service's max_message_chars applies)")
     session_id: str | None = Field(default=None, max_length=64, description="omit to start a new conversation")
-    user: str | None = Field(default=None, max_length=200, description="a known user: their history counts too")
+    user: str | None = Field(default=None, min_length=1, max_length=200, description="the user (a page visitor's id "
+                             "too): their history and feedback count, and the session is theirs")
 
 
 class ChatItemOut(ItemOut):
@@ -235,12 +239,18 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
 
     _install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, f"request body over {MAX_BODY_BYTES:,} bytes")
-        return await call_next(request)
+    settings = service.config if service is not None else (config or ServiceConfig())
+    metrics = Metrics()
+    api_key = os.environ.get("RECLLM_API_KEY") or settings.api_key
+    app.add_middleware(Operations, metrics=metrics, max_body=MAX_BODY_BYTES, api_key=api_key, protected=_protected)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["content-type", "authorization", "x-api-key"])
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        extra = svc().llm_metrics() if "service" in state else []
+        return Response(metrics.render(extra), media_type="text/plain; version=0.0.4")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -340,6 +350,11 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         return [_feedback(f) for f in svc().store.feedback(user)]
 
     return app
+
+
+def _protected(method: str, path: str) -> bool:
+    """Routes that need the API key when one is set: writes and admin routes."""
+    return (method == "POST" and path in ("/feedback", "/items")) or path == "/metrics"
 
 
 def _install_error_handlers(app: FastAPI) -> None:

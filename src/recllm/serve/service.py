@@ -102,6 +102,11 @@ class ServiceConfig(pydantic.BaseModel):
     embedder: str = "st"
     wish_weight: float = pydantic.Field(default=1.0, ge=0.0, le=10.0)
     max_message_chars: int = pydantic.Field(default=2000, ge=10, le=100_000)
+    api_key: str | None = pydantic.Field(default=None, min_length=8, description="when set (or given in the "
+                                         "environment as RECLLM_API_KEY, which wins), writes (POST /feedback, POST "
+                                         "/items) and admin routes (/metrics) need it")
+    cors_origins: list[str] = pydantic.Field(default_factory=list, description="origins a browser may call the "
+                                             "API from (none by default: the page is served by the API itself)")
     llm_timeout_s: float = pydantic.Field(default=15.0, gt=0, le=600, description="seconds one call to a model "
                                           "server may take before the request answers without it")
     new_item_slots: int = pydantic.Field(default=2, ge=0, le=20, description="places in a list that items added "
@@ -514,6 +519,29 @@ class Service:
         if self._stages is None and not self.llm_error:
             return "not loaded"
         return "ready" if self.llm_problem() is None else "unavailable"
+
+    def llm_metrics(self) -> list[str]:
+        """The language model's figures in Prometheus' text format: calls, seconds and the response cache's
+        hit rate (nothing while no model is loaded)."""
+        if self._stages is None:
+            return []
+        llm = self._stages.llm
+        usage = getattr(getattr(llm, "inner", llm), "usage", llm.usage)
+        hits, misses = getattr(llm, "hits", 0), getattr(llm, "misses", 0)
+        lines = ["# HELP recllm_llm_calls_total Calls to the language model by kind (cache misses only).",
+                 "# TYPE recllm_llm_calls_total counter",
+                 f'recllm_llm_calls_total{{kind="generate"}} {usage.generate_calls}',
+                 f'recllm_llm_calls_total{{kind="score"}} {usage.score_calls}',
+                 "# HELP recllm_llm_seconds_total Seconds spent in the language model by kind.",
+                 "# TYPE recllm_llm_seconds_total counter",
+                 f'recllm_llm_seconds_total{{kind="generate"}} {usage.generate_seconds:.6f}',
+                 f'recllm_llm_seconds_total{{kind="score"}} {usage.score_seconds:.6f}',
+                 "# HELP recllm_llm_cache_hit_ratio Share of model calls answered from the response cache.",
+                 "# TYPE recllm_llm_cache_hit_ratio gauge",
+                 f"recllm_llm_cache_hit_ratio {hits / (hits + misses) if hits + misses else 0.0:.6f}",
+                 "# HELP recllm_llm_up Whether the language model answers now (checked).",
+                 "# TYPE recllm_llm_up gauge", f"recllm_llm_up {int(self.llm_problem() is None)}"]
+        return lines
 
     def llm_problem(self) -> str | None:
         """Why the language model cannot answer now (None when it can): a stage that failed to build is tried

@@ -1,0 +1,86 @@
+"""Operations (issue 16): Prometheus metrics by route template, the optional API key for writes and admin
+routes, configurable CORS and the body limit, through a real HTTP server."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from recllm.data import DataBundle
+from recllm.pipeline import PipelineConfig, RetrieverConfig
+from recllm.serve.app import create_app
+from recllm.serve.service import Service, ServiceConfig
+from recllm.serve.storage import Store
+from servers import free_port
+
+KEY = "test-key-0123456789"
+
+
+@contextmanager
+def serving(data: DataBundle, tmp_path: Path, **settings: object) -> Iterator[httpx.Client]:
+    config = ServiceConfig(pipeline=PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), llm="none",
+                                                   reranker=None), embedder="none", **settings)  # type: ignore[arg-type]
+    service = Service.start(config, Store(f"sqlite:///{tmp_path / 's.sqlite'}"), data=data)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        service.store.close()
+
+
+def test_metrics_count_requests_by_route_template(ml100k: DataBundle, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("RECLLM_API_KEY", raising=False)
+    with serving(ml100k, tmp_path) as api:
+        for user in ("196", "186", "22"):
+            assert api.get(f"/users/{user}/recommendations", params={"k": 3}).status_code == 200
+        assert api.get("/items/zzz").status_code == 404
+        assert api.get("/no/such/route").status_code == 404
+        text = api.get("/metrics").text
+    assert 'recllm_requests_total{route="/users/{user}/recommendations",method="GET",status="200"} 3' in text
+    assert 'recllm_requests_total{route="/items/{item}",method="GET",status="404"} 1' in text
+    assert 'route="(unmatched)"' in text and "196" not in text  # ids never become labels
+    buckets = re.findall(r'recllm_request_seconds_bucket\{route="/users/\{user\}/recommendations",le="[^"]+"\} (\d+)',
+                         text)
+    assert buckets and [int(b) for b in buckets] == sorted(int(b) for b in buckets) and int(buckets[-1]) == 3
+
+
+def test_the_api_key_guards_writes_and_admin_routes_only(ml100k: DataBundle, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("RECLLM_API_KEY", raising=False)
+    feedback = {"user": "visitor", "item": "50", "kind": "like"}
+    with serving(ml100k, tmp_path, api_key=KEY) as api:
+        refused = api.post("/feedback", json=feedback)
+        assert refused.status_code == 401 and "API key" in refused.json()["error"]
+        wrong = {"Authorization": "Bearer wrong-key-000"}
+        assert api.post("/feedback", json=feedback, headers=wrong).status_code == 401
+        assert api.post("/feedback", json=feedback, headers={"Authorization": f"Bearer {KEY}"}).status_code == 201
+        assert api.post("/feedback", json=feedback, headers={"X-API-Key": KEY}).status_code == 201
+        assert api.post("/items", json={"title": "A New Film"}).status_code == 401
+        assert api.get("/metrics").status_code == 401 and api.get("/metrics", headers={"X-API-Key": KEY}).is_success
+        assert api.get("/users/visitor/recommendations").status_code == 200  # reads stay open
+        assert api.post("/chat", json={"message": "something funny"}).status_code == 200
+        large = api.post("/feedback", content=b"x" * 70_000, headers={"X-API-Key": KEY, "content-type": "text/plain"})
+        assert large.status_code == 413
+
+
+@pytest.mark.parametrize(("origin", "allowed"), [("http://shop.example", True), ("http://evil.example", False)])
+def test_cors_follows_the_configured_origins(ml100k: DataBundle, tmp_path: Path, origin: str, allowed: bool):
+    with serving(ml100k, tmp_path, cors_origins=["http://shop.example"]) as api:
+        answer = api.options("/recommendations", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
