@@ -27,6 +27,8 @@ def test_criteria_in_words_become_weights():
     weights = read_criteria("mostly the era, a bit the genre, and I don't care about popularity")
     assert weights == {**WEIGHTS, "era": WEIGHTS["era"] * 4, "genre": WEIGHTS["genre"] * 0.5, "popularity": 0.0}
     assert read_criteria("something funny from the 90s") is None
+    assert read_criteria("something popular from the 90s, a different kind of film") is None  # wishes, not weights
+    assert read_criteria("the era matters most")["era"] == WEIGHTS["era"] * 2
 
 
 def test_criteria_change_the_aggregation(agent: ChatAgent):

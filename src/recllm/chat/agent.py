@@ -306,7 +306,9 @@ class ChatAgent:
         if not ids:
             text = (f"Nothing in the catalog that you have not seen matches all of: {describe(prefs)}. "
                     "Loosen one of these (a wider period, another genre) and I will look again.")
-            return ChatReply(text, "no-match", (), prefs, update)
+            degraded = degradation(update, None)
+            return ChatReply(text + (f"\n{degraded}" if degraded else ""), "no-match", (), prefs, update,
+                             degraded=bool(degraded))
         items = tuple(ChatItem(i, catalog[i].display_title, catalog[i].year, tuple(catalog[i].genres),
                                self.recommender.reason(i, prefs, base_history)) for i in ids)
         heard = describe(prefs)
