@@ -139,7 +139,9 @@ def test_scoring_usage_is_counted(remote: OpenAIBackend) -> None:
 
 
 def test_missing_capabilities_are_capability_errors(server_url: str, remote: OpenAIBackend) -> None:
-    with OpenAIBackend(server_url, model=remote.model_name) as plain:
+    with OpenAIBackend(server_url, model=remote.model_name) as asked:
+        assert asked.can_score and asked.score_route() == "extension"  # found out by asking recllm's server
+    with OpenAIBackend(server_url, model=remote.model_name, can_score=False) as plain:
         assert not plain.can_score and not plain.can_schema
         with pytest.raises(CapabilityError, match="does not offer logprobs"):
             plain.logprobs("The capital of France is", [" Paris"])
@@ -342,5 +344,7 @@ def test_echo_scoring_reads_vllm_style_answers(stand_in: str) -> None:
     sent = _StandIn.seen[-1]["body"]
     assert sent["echo"] is True and sent["logprobs"] == 1 and sent["max_tokens"] == 1
     assert sent["prompt"] == ["The capital is Paris"]
-    with pytest.raises(CapabilityError, match="does not support echo scoring"):
+    with pytest.raises(CapabilityError, match="does not score by extension or echo or prompt_logprobs"):
         _backend(f"{stand_in}/noecho/v1", can_score=True).logprobs("The capital is", [" Paris"])
+    with pytest.raises(CapabilityError, match="does not score by echo"):
+        _backend(f"{stand_in}/noecho/v1", score_route="echo").logprobs("The capital is", [" Paris"])

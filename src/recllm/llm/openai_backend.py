@@ -333,7 +333,7 @@ class OpenAIBackend(LLM):
             if _refused(exc):
                 return False
             raise
-        choices = data.get("choices") if isinstance(data, Mapping) else None
+        choices = _dig(data, self._url("/completions"), "choices")  # no choices at all: a broken answer, said so
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
         if route == "echo":
             logprobs = choice.get("logprobs")
