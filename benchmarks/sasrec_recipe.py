@@ -75,6 +75,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 """Changes to recllm's recipe (``RECIPES``); ``recllm`` is the recipe itself. A ``model`` key names another model,
 fitted with its settings in benchmarks/configs/<dataset>.toml."""
+TIMING_NOTES = {"movielens-1m": (
+    "fit seconds are wall-clock: seed 0 of both variants and seed 1 of `len-25-windows` ran alone; seed 2 of "
+    "`len-25-windows` and seed 1 of the text variant shared the two cores with tests for part of their epochs "
+    "(seconds per epoch rose from about 36 to up to 174), and seed 1 of the text variant was paused for 10 "
+    "minutes while a test suite ran, so their fit seconds overstate the training time; the clean figures are "
+    "the seed-0 rows' (955 s and 2004 s).",)}
+"""Facts about how the rows were measured that the table cannot show."""
 BASE = "recllm"
 """The variant every other is compared with; ``--base`` changes it (e.g. to the chosen recipe)."""
 
@@ -255,6 +262,7 @@ def docs(args: argparse.Namespace) -> None:
                          f"(`benchmarks/classic_full.py`, same code path, deterministic) measured test NDCG@10 "
                          f"{row['metrics']['NDCG@10']:.4f}, HR@10 {row['metrics']['HR@10']:.4f} with seed 0 in "
                          f"{row['fit_seconds']:.0f} s")
+        notes += [f"- {note}" for note in TIMING_NOTES.get(dataset, ())]
         first = runs[0]
         lines += ["", *notes, "", f"Command: `{first['command']}` (one run per variant and seed; each row's own "
                   f"command is in the JSON); torch threads {first['threads']}.  ",
