@@ -38,7 +38,8 @@ RESULT = HERE / "results" / "explanations.json"
 CLASSES = (("cites", "cites an item outside the history"), ("gives no reason", "no reason tied to the user"),
            ("gives", "a wrong year for a title"), ("names", "a title not in the catalog"),
            ("says", "a genre or year the items lack"), ("states the number", "an unsupported number"),
-           ("does not name", "does not name the item"), ("empty", "empty answer"))
+           ("does not name", "does not name the item"), ("claims", "a claim the catalog cannot check"),
+           ("empty", "empty answer"))
 BATCH = 8
 
 
@@ -107,6 +108,12 @@ def docs(_: argparse.Namespace) -> None:
             lines.append(f"| {cell(e['item'])} | {cell(e['generated'])} | "
                          f"{cell(e['shown']) if not e['checked'] else '(the model text)'} | "
                          f"{'yes' if e['checked'] else 'no'} | {cell('; '.join(e['violations']))} |")
+    lines += ["", "The model rarely gives a checkable reason, and what it says beyond the catalog is often false (a "
+              "Venice premiere for The Godfather, The Terminator \"a sequel to Titanic\"). The 2026-12-01 row was "
+              "measured before the checker also rejected claims the catalog cannot check (who made a film, what it "
+              "is based on or a sequel to, awards, \"the user's favorite\"); applied to the ten shown model texts "
+              "above, that rule rejects nine of them (the tenth, Stand by Me as humor and drama, is true). A rerun "
+              "measures the share with the rule."]
     latest = rows[-1]
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows) + ".  ",
               f"Machine: {machine_text(latest['machine'])}; {latest['date']}."]

@@ -87,6 +87,10 @@ def test_nonsense_that_names_no_wrong_title_is_not_shown_as_checked(movies):
     assert good == [] and cited == ["rotj", "alien"]
     shared, _ = checker.check("Return of the Jedi is a space adventure.", HISTORY, "rotj", require_reason=True)
     assert shared == []  # a genre the item shares with the history is a reason
+    for claim in ("It is a sequel to Alien.", "It premiered at the Venice Film Festival.", "It won an Oscar.",
+                  "It is the user's favorite movie.", "It is directed by George Lucas."):
+        bad, _ = checker.check(f"Return of the Jedi is sci-fi like Alien. {claim}", HISTORY, "rotj")
+        assert any("which the catalog cannot check" in v for v in bad), claim
 
 
 def test_true_template_sentences_pass_the_check():

@@ -3,8 +3,9 @@
 The model writes why an item suits a user; the text is then checked: every title must be in the history or
 be the item (with the right year when one is written), every genre and year must be true of an item cited in
 the same sentence or of the recommended item, no unsupported number may appear, and the text must name the
-item and give at least one reason tied to the user. A text that fails is replaced by a template built only
-from catalog facts.
+item and give at least one reason tied to the user, and no claim the catalog cannot check (a director, a
+sequel, an award, "the user's favourite"). A text that fails is replaced by a template built only from
+catalog facts.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class ExplanationChecker:
                     violations.append(f"says {year}{'s' if decade else ''} of {names}")
             for number in _NUMBER.findall(_YEARISH.sub(" ", rest)):
                 violations.append(f"states the number {number}, which nothing supports")
+            for claim in dict.fromkeys(m.group(0).lower() for m in _UNCHECKABLE.finditer(rest)):
+                violations.append(f"claims '{claim}', which the catalog cannot check")
         if require_reason:
             if item not in cited:
                 violations.append(f"does not name the recommended item, {target.label()}")
@@ -150,6 +153,13 @@ class ExplanationChecker:
         return sorted(out)
 
 
+_UNCHECKABLE = re.compile(
+    r"\b(?:sequel|prequel|remake|reimagin\w*|based on|adapted|adaptation|directed|director|starring|stars|"
+    r"actor|actress|cast|premiere\w*|festival|award\w*|oscars?|won|box office|inspired by|true story|"
+    r"favou?rite (?:movie|film) of|user'?s favou?rite|favou?rite of (?:mine|many)|critics?|critically)\b",
+    re.IGNORECASE)
+"""Claims about a film that its catalog facts (title, year, genres) cannot confirm: who made it, what it is
+based on or a sequel to, awards, what the user's favourite is. A checked explanation makes none."""
 _YEAR_IN_PARENS = re.compile(r"\((?P<year>\d{4})\)")
 _MAX_TITLE_WORDS = 8
 _YEARISH = re.compile(r"(?<![0-9])(?:18|19|20)\d{2}(?:'?s)?(?![0-9])|'\d0s\b|\b\d0'?s\b")
