@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -49,3 +50,29 @@ def running_server(command: list[str], port: int, *, env: dict[str, str] | None 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def serving_in_process(service: Any) -> Iterator[httpx.Client]:
+    """The API app over ``service`` on a real uvicorn server in a thread, on a free loopback port; yields a
+    client on it and closes the service's store afterwards (for tests that hand the service a scripted model)."""
+    import threading
+
+    import uvicorn
+
+    from recllm.serve.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        service.store.close()

@@ -4,21 +4,17 @@ checked; the grounded template is shown instead, and a true explanation passes."
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
-import uvicorn
 
 from recllm.data import DataBundle
 from recllm.llm.base import LLM, Completion, GenerationRequest
 from recllm.pipeline import PipelineConfig, RetrieverConfig
-from recllm.serve.app import create_app
 from recllm.serve.service import Service, ServiceConfig
 from recllm.serve.storage import Store
-from servers import free_port
+from servers import serving_in_process
 
 
 class Repeating(LLM):
@@ -45,20 +41,8 @@ def serving(llm: LLM, data: DataBundle, tmp_path) -> Iterator[httpx.Client]:  # 
     config = ServiceConfig(pipeline=PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), reranker=None),
                            embedder="none")
     service = Service.start(config, Store(f"sqlite:///{tmp_path / 's.sqlite'}"), data=data, llm=llm)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        service.store.close()
+    with serving_in_process(service) as client:
+        yield client
 
 
 def test_nonsense_is_never_shown_as_checked(ml100k: DataBundle, tmp_path):

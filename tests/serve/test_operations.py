@@ -4,22 +4,18 @@ routes, configurable CORS and the body limit, through a real HTTP server."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from recllm.data import DataBundle
 from recllm.pipeline import PipelineConfig, RetrieverConfig
-from recllm.serve.app import create_app
 from recllm.serve.service import Service, ServiceConfig
 from recllm.serve.storage import Store
-from servers import free_port
+from servers import serving_in_process
 
 KEY = "test-key-0123456789"
 
@@ -29,20 +25,8 @@ def serving(data: DataBundle, tmp_path: Path, **settings: object) -> Iterator[ht
     config = ServiceConfig(pipeline=PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), llm="none",
                                                    reranker=None), embedder="none", **settings)  # type: ignore[arg-type]
     service = Service.start(config, Store(f"sqlite:///{tmp_path / 's.sqlite'}"), data=data)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        service.store.close()
+    with serving_in_process(service) as client:
+        yield client
 
 
 def test_metrics_count_requests_by_route_template(ml100k: DataBundle, tmp_path: Path, monkeypatch):
