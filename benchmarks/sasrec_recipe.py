@@ -80,7 +80,8 @@ TIMING_NOTES = {"movielens-1m": (
     "`len-25-windows` and seed 1 of the text variant shared the two cores with tests for part of their epochs "
     "(seconds per epoch rose from about 36 to up to 174), and seed 1 of the text variant was paused for 10 "
     "minutes while a test suite ran, so their fit seconds overstate the training time; the clean figures are "
-    "the seed-0 rows' (955 s and 2004 s).",)}
+    "the seed-0 rows' (955 s and 2004 s), seed 1 of `len-25-windows` (972 s) and seed 2 of the text variant "
+    "(1501 s, 26 epochs).",)}
 """Facts about how the rows were measured that the table cannot show."""
 BASE = "recllm"
 """The variant every other is compared with; ``--base`` changes it (e.g. to the chosen recipe)."""
