@@ -22,7 +22,7 @@ from rapidfuzz import fuzz
 
 from recllm.chat.cues import negative
 from recllm.chat.state import Preferences, PreferenceUpdate
-from recllm.chat.title_reader import MATCH_RATIO, TitleReader
+from recllm.chat.title_reader import MATCH_RATIO, QUOTED, TitleReader
 from recllm.chat.years import YearReader
 from recllm.data.catalog import ItemCatalog, normalize_title
 from recllm.llm.base import LLM, GenerationRequest, LLMError
@@ -61,7 +61,6 @@ more less most least again also too please give get find recommend suggestions s
 good great nice new old older newer recent classic era decade year years period only ish
 """
 _FILLER = frozenset(_FILLER_WORDS.split())
-_QUOTED = re.compile(r"\"([^\"]{2,80})\"|(?<![A-Za-z0-9])'([^']{2,80})'(?![A-Za-z0-9])")
 
 
 class RuleExtractor:
@@ -148,7 +147,7 @@ class RuleExtractor:
 
     def _protect(self, text: str) -> str:
         """Commas inside quoted or catalog titles ("The Good, the Bad and the Ugly") do not split clauses."""
-        spans = [m.span() for m in _QUOTED.finditer(text)]
+        spans = [m.span() for m in QUOTED.finditer(text)]
         spans += [(m.start, m.end) for m in self.titles.scanner.titles(text)]
         chars = list(text)
         for start, end in spans:

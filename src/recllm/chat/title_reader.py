@@ -56,6 +56,8 @@ _CONTINUES = re.compile(r"^\s+(?!(?:and|or|but|was|is|were|are|so|too|a|an|lot|v
                        r"also|really|twice|once|ever|back|growing|last|first|s|my|me|you|we|they|he|she|im|i'm|"
                        r"i've|i'd|tho|both|all|any|some|is|has|had|have|did|does|made|got|still|not|no|just)\b)"
                        r"[a-z]", re.IGNORECASE)
+QUOTED = re.compile(r"\"([^\"]{2,80})\"|(?<![A-Za-z0-9])'([^']{2,80})'(?![A-Za-z0-9])")
+"""A title in double or single quotes (an apostrophe inside a word is not a quote)."""
 _WITH_YEAR = re.compile(rf"(?P<name>[A-Za-z0-9][^()\n]{{0,80}}?)\s*\(\s*(?P<year>{_Y})\s*\)")
 _NOT_A_NAME = re.compile(r"^\s*(?:(?:the\s+)?(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
                          r"last|middle|\d+(?:st|nd|rd|th))(?:\s+(?:one|ones|two|three|four|five|movie|film|pick|"
@@ -252,7 +254,7 @@ class TitleReader:
             elif not whole and (quoted or name[:1].isupper() or (loose and self._plausible_unknown(name))):
                 unknown.append(name)
                 named.append(Named("", start, end))
-        if self._is_bare(clause) and next_clause and _ANAPHORA.match(next_clause):
+        if not self.has_cue(clause) and next_clause and _ANAPHORA.match(next_clause):
             lead = _LEAD.match(clause)
             base = lead.end() if lead else 0
             for offset, part in _parts(clause[base:]):
@@ -286,7 +288,7 @@ class TitleReader:
         text after a verb, before it is split at "and") counts only when it resolves ("Monty Python and the
         Holy Grail"), its parts come after it."""
         out: list[tuple[int, int, bool, bool, bool]] = []
-        for m in re.finditer(r"\"([^\"]{2,80})\"|(?<![A-Za-z0-9])'([^']{2,80})'(?![A-Za-z0-9])", clause):
+        for m in QUOTED.finditer(clause):
             group = 1 if m[1] else 2
             out.append((m.start(group), m.end(group), True, True, False))
         spans: list[tuple[int, str]] = []
@@ -313,9 +315,6 @@ class TitleReader:
     def has_cue(clause: str) -> bool:
         """Whether ``clause`` holds a verb of taste or a verdict of its own."""
         return bool(_CUE.search(clause) or _VERDICT.search(clause))
-
-    def _is_bare(self, clause: str) -> bool:
-        return not _CUE.search(clause) and not _VERDICT.search(clause)
 
     def _title_like(self, name: str, quoted: bool) -> bool:
         """Whether ``name`` may be a title: not empty or long, not only words about films in general, not a
