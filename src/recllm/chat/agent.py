@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -93,8 +94,17 @@ class ChatRecommender:
         self.wish_weight = wish_weight
         self.genre_weight = genre_weight
         self.analyzer = AspectAnalyzer(data, retriever)
-        self.rerank_failure: str | None = None
+        self._calls = threading.local()  # one recommender serves concurrent conversations
         self._similarity: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    @property
+    def rerank_failure(self) -> str | None:
+        """Why this thread's last ``recommend`` answered in the retriever's order (None when it did not)."""
+        return getattr(self._calls, "rerank_failure", None)
+
+    @rerank_failure.setter
+    def rerank_failure(self, value: str | None) -> None:
+        self._calls.rerank_failure = value
 
     def liked_genres(self, prefs: Preferences) -> tuple[str, ...]:
         """The genres every title liked in the conversation shares (with at least two liked), when no genre
@@ -120,9 +130,10 @@ class ChatRecommender:
         if self.wishes is None or not wishes:
             return None
         key = tuple(wishes)
-        if self._similarity is None or self._similarity[0] != key:
-            self._similarity = key, self.wishes.similarity(key)
-        return self._similarity[1]
+        cached = self._similarity  # read once: another thread may replace it
+        if cached is None or cached[0] != key:
+            cached = self._similarity = key, self.wishes.similarity(key)
+        return cached[1]
 
     def allowed(self, item: Item, prefs: Preferences) -> bool:
         """Whether ``item`` meets every constraint of ``prefs``."""

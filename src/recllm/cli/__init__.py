@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -402,6 +403,9 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML with the service settings (\\[service] table).")] = None,
     llm: Annotated[str | None, typer.Option(help="LLM spec overriding the config: hf, hf:PATH, openai:URL, "
                                             "or none.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes sharing the port and the "
+                                         "database; each loads the data and the models (memory times N) and "
+                                         "gets cores / N threads.")] = 1,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve recommendations, search, rating, explanations and feedback over HTTP (OpenAPI at /docs)."""
@@ -426,8 +430,17 @@ def serve(
 
     # keep idle connections 30 s (uvicorn's default is 5): under load a client reusing a pooled connection
     # that the server has just closed gets a reset instead of an answer
-    uvicorn.run(create_app(config=settings, db_url=db, on_ready=ready), host=host, port=port,
-                log_level="info" if verbose else "warning", timeout_keep_alive=30)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info" if verbose else "warning",
+                               "timeout_keep_alive": 30}
+    if workers == 1:
+        uvicorn.run(create_app(config=settings, db_url=db, on_ready=ready), **options)
+        return
+    from recllm.serve.app import worker_environment
+
+    # each worker process builds its own app from these settings (uvicorn starts them from an import string)
+    os.environ.update(worker_environment(settings, db, workers))
+    console.print(f"starting {workers} worker processes; each says when it is ready")
+    uvicorn.run("recllm.serve.app:worker_app", factory=True, workers=workers, **options)
 
 
 def main() -> None:

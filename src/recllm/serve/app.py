@@ -5,6 +5,8 @@ traceback."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +14,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -20,6 +24,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from recllm.errors import RecllmError
+from recllm.serve.list_cache import ListCache
+from recllm.serve.llm_queue import LLMQueue, QueueFullError
 from recllm.serve.operations import Metrics, Operations
 from recllm.serve.service import NotFoundError, Recommendations, Service, ServiceConfig, ServiceError
 from recllm.serve.storage import StorageError, Store
@@ -221,12 +227,17 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
                 started.load_llm()
                 started.wish_matcher()
             started.new_items  # noqa: B018  (loads the items added at run time, with their text vectors)
+            if load_llm and started.config.warm_llm:
+                seconds = started.warm()
+                if seconds is not None:
+                    log.info("language model warmed in %.1f s", seconds)
             state["service"] = started
         log.info("service ready: %s, LLM %s, database %s", state["service"].data.name,
                  state["service"].llm_status, state["service"].store.safe_url)
         if on_ready is not None:
             on_ready(state["service"])
         yield
+        queue.close()
         if service is None:
             state["service"].store.close()
 
@@ -241,6 +252,8 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
 
     settings = service.config if service is not None else (config or ServiceConfig())
     metrics = Metrics()
+    lists = ListCache(settings.list_cache_size)
+    queue = LLMQueue(settings.llm_queue)
     api_key = os.environ.get("RECLLM_API_KEY") or settings.api_key
     app.add_middleware(Operations, metrics=metrics, max_body=MAX_BODY_BYTES, api_key=api_key, protected=_protected)
     if settings.cors_origins:
@@ -249,7 +262,7 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
-        extra = svc().llm_metrics() if "service" in state else []
+        extra = [*lists.metrics(), *queue.metrics(), *(svc().llm_metrics() if "service" in state else [])]
         return Response(metrics.render(extra), media_type="text/plain; version=0.0.4")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -277,24 +290,41 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         return _item(svc().item(item))
 
     @app.get("/users/{user}/recommendations", response_model=RecommendationsOut)
-    def recommend_user(user: str, k: int = Query(default=10, ge=1), rerank: bool = False,
-                       explain: bool = False) -> RecommendationsOut:
-        return _recommendations(svc().recommend(user, k=k, rerank=rerank, explain=explain))
+    async def recommend_user(user: str, k: int = Query(default=10, ge=1), rerank: bool = False,
+                             explain: bool = False) -> Response:
+        """A known user's list: sent from the worker's list cache while the user's feedback and the catalog
+        are unchanged (one indexed read checks), computed otherwise (on the model's queue when it needs the
+        model, off the event loop in any case)."""
+        s = svc()
+        version = s.list_version(user)
+        key = (user, k, rerank, explain)
+        body = lists.get(key, version)
+        if body is None:
+            if rerank or explain:
+                result = await queue.run(s.recommend, user, k=k, rerank=rerank, explain=explain)
+            else:
+                result = await run_in_threadpool(s.recommend, user, k=k)
+            body = _recommendations_json(result)
+            lists.put(key, version, body)
+        return Response(body, media_type="application/json")
 
     @app.post("/recommendations", response_model=RecommendationsOut)
-    def recommend_history(body: HistoryRequest) -> RecommendationsOut:
-        return _recommendations(svc().recommend(history=body.history, k=body.k, rerank=body.rerank,
-                                                explain=body.explain))
+    async def recommend_history(body: HistoryRequest) -> Response:
+        call = functools.partial(svc().recommend, history=body.history, k=body.k, rerank=body.rerank,
+                                 explain=body.explain)
+        result = await (queue.run(call) if body.rerank or body.explain else run_in_threadpool(call))
+        return Response(_recommendations_json(result), media_type="application/json")
 
     @app.post("/ratings/predict", response_model=RatingOut)
-    def rate(body: RatingRequest) -> RatingOut:
+    async def rate(body: RatingRequest) -> RatingOut:
         if (body.user is None) == (body.history is None):
             raise ServiceError("give exactly one of 'user' or 'history'")
-        return RatingOut(user=body.user, item=body.item, rating=svc().rate(body.user, body.item, history=body.history))
+        rating = await queue.run(svc().rate, body.user, body.item, history=body.history)
+        return RatingOut(user=body.user, item=body.item, rating=rating)
 
     @app.get("/users/{user}/explanations/{item}", response_model=ExplanationOut)
-    def explain(user: str, item: str) -> ExplanationOut:
-        e = svc().explain(user, item)
+    async def explain(user: str, item: str) -> ExplanationOut:
+        e = await queue.run(svc().explain, user, item)
         return ExplanationOut(user=user, item=item, text=e.text, grounded=e.grounded, fallback_used=e.fallback_used,
                               cited=list(e.cited), violations=list(e.violations))
 
@@ -352,6 +382,36 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
     return app
 
 
+WORKER_SETTINGS = "RECLLM_SERVE_WORKER"
+"""The environment variable through which ``recllm serve --workers N`` hands each worker its settings."""
+
+
+def worker_environment(config: ServiceConfig, db_url: str | None, workers: int) -> dict[str, str]:
+    """What a worker process needs in its environment: the settings and database URL (read by ``worker_app``)
+    and, unless the operator set them, a thread count of cores / workers for torch and the BLAS libraries, so
+    that N workers do not each start one thread per core."""
+    env = {WORKER_SETTINGS: json.dumps({"config": config.model_dump(mode="json"), "db": db_url})}
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if name not in os.environ:
+            env[name] = threads
+    return env
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``recllm serve --workers N`` (a uvicorn factory): its settings come
+    from ``worker_environment``."""
+    raw = os.environ.get(WORKER_SETTINGS)
+    if raw is None:
+        raise RecllmError(f"{WORKER_SETTINGS} is not set: worker_app is started by `recllm serve --workers N`")
+    spec = json.loads(raw)
+
+    def ready(service: Service) -> None:
+        print(f"recllm worker {os.getpid()} is ready (LLM {service.llm_status})", flush=True)
+
+    return create_app(config=ServiceConfig.model_validate(spec["config"]), db_url=spec["db"], on_ready=ready)
+
+
 def _protected(method: str, path: str) -> bool:
     """Routes that need the API key when one is set: writes and admin routes."""
     return (method == "POST" and path in ("/feedback", "/items")) or path == "/metrics"
@@ -360,7 +420,10 @@ def _protected(method: str, path: str) -> bool:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return _error(exc.status, str(exc))
+        response = _error(exc.status, str(exc))
+        if isinstance(exc, QueueFullError):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(StorageError)
     async def storage_error(_: Request, exc: StorageError) -> JSONResponse:
@@ -396,12 +459,15 @@ def _item(item: Any) -> ItemOut:
     return ItemOut(item=item.id, title=item.display_title, year=item.year, genres=list(item.genres))
 
 
-def _recommendations(r: Recommendations) -> RecommendationsOut:
-    return RecommendationsOut(
-        user=r.user, reranked=r.reranked, explained=r.explained, history_length=r.history_length,
-        diagnostics=r.diagnostics,
-        items=[RecommendedOut(item=i.item, title=i.title, year=i.year, genres=list(i.genres), score=i.score,
-                              reason=i.reason, reason_checked=i.reason_checked) for i in r.items])
+def _recommendations_json(r: Recommendations) -> bytes:
+    """``RecommendationsOut`` as JSON, written directly (the hot path: no model validation per request; the
+    route's response model still documents it, and a test checks the two agree)."""
+    return orjson.dumps({
+        "user": r.user, "reranked": r.reranked, "explained": r.explained, "history_length": r.history_length,
+        "diagnostics": r.diagnostics,
+        "items": [{"item": i.item, "title": i.title, "year": i.year, "genres": list(i.genres), "score": i.score,
+                   "reason": i.reason, "reason_checked": i.reason_checked} for i in r.items]},
+        option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _decision(d: Any) -> DecisionOut:

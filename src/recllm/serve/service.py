@@ -111,6 +111,14 @@ class ServiceConfig(pydantic.BaseModel):
                                           "server may take before the request answers without it")
     new_item_slots: int = pydantic.Field(default=2, ge=0, le=20, description="places in a list that items added "
                                          "at run time may take, by text similarity to the user's history")
+    list_cache_size: int = pydantic.Field(default=20_000, ge=0, le=10_000_000, description="users' lists each "
+                                          "worker keeps ready to send, current until that user's feedback or a "
+                                          "new item changes them (0: none)")
+    llm_queue: int = pydantic.Field(default=16, ge=1, le=10_000, description="model requests (re-ranked or "
+                                    "explained lists, ratings, explanations) queued or running in a worker "
+                                    "before the next is refused with 503 and Retry-After")
+    warm_llm: bool = pydantic.Field(default=True, description="run one re-ranked, explained list at start, so "
+                                    "the first person's request does not pay the model's first-call costs")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ServiceConfig:
@@ -175,6 +183,7 @@ class Service:
     _health: tuple[float, str | None] = (0.0, None)
     _embed_lock: threading.Lock = field(default_factory=threading.Lock)
     _items_lock: threading.RLock = field(default_factory=threading.RLock)
+    _chat_agents: dict[str, tuple[LLMStages | None, ChatAgent]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, config: ServiceConfig | None = None, store: Store | None = None, *, data: DataBundle | None = None,
@@ -208,6 +217,25 @@ class Service:
                     added.add(_item_of(record))
                 self._new_items = added
             return self._new_items
+
+    def list_version(self, user: str) -> tuple[int, int]:
+        """What ``user``'s lists depend on in the store (``Store.list_version``): a cached list is current while
+        this is unchanged. Items another worker added since this one loaded its catalog are loaded here."""
+        version = self.store.list_version(user)
+        self._load_new_items(version[1])
+        return version
+
+    def _load_new_items(self, stored: int | None = None) -> None:
+        """Add the stored items this process has not loaded yet (another worker may have added them); nothing
+        to do when the store holds ``stored`` items and this process has as many."""
+        if stored is None:
+            stored = self.store.item_count()
+        if stored == len(self.new_items):
+            return
+        with self._items_lock:
+            for record in self.store.items():
+                if record.id not in self.new_items:
+                    self.new_items.add(_item_of(record))
 
     def add_item(self, title: str, *, item: str | None = None, year: int | None = None,
                  genres: Sequence[str] = (), description: str = "") -> Item:
@@ -275,6 +303,8 @@ class Service:
     # ---- items ---------------------------------------------------------------------------------------
     def item(self, item: str) -> Item:
         if item not in self.catalog:
+            self._load_new_items()  # another worker may have added it
+        if item not in self.catalog:
             raise NotFoundError(f"unknown item '{item}' (not in the {self.data.name} catalog)")
         return self.catalog[item]
 
@@ -291,6 +321,7 @@ class Service:
         query = query.strip()
         if not query:
             raise ServiceError("the search query is empty")
+        self._load_new_items()  # items another worker added are found too
         return self.catalog.search(query, limit=limit)
 
     # ---- recommendations -----------------------------------------------------------------------------
@@ -306,6 +337,9 @@ class Service:
             seen, disliked = self.history(user)
         else:
             unknown = [h for h in history or [] if h not in self.catalog]
+            if unknown:
+                self._load_new_items()  # another worker may have added them
+                unknown = [h for h in unknown if h not in self.catalog]
             if unknown:
                 raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
             seen = list(history or [])
@@ -467,7 +501,8 @@ class Service:
 
     def _agent(self) -> tuple[ChatAgent, str | None]:
         """The chat agent with the LLM stages when they work, else the rule-based reading and the retriever's
-        order, with a note saying so."""
+        order, with a note saying so; each of the two is built once (per set of stages) and serves every
+        conversation (the agent keeps no conversation's state)."""
         stages = None
         note = None
         if self.config.llm != "none":
@@ -479,6 +514,10 @@ class Service:
             except LLMUnavailableError as exc:
                 stages = None
                 note = f"{exc}; rules only, retriever order"
+        key = "model" if stages is not None else "rules"
+        built = self._chat_agents.get(key)
+        if built is not None and built[0] is stages:  # the stages are rebuilt after a failed model comes back
+            return built[1], note
         extractor = LLMExtractor(stages.llm, self.data.catalog, rules=self.rules) if stages is not None and \
             self.config.chat_llm_extraction else self.rules
         chat_reranker = stages.reranker if stages is not None else None
@@ -490,7 +529,9 @@ class Service:
                                       candidates=self.config.candidates, wishes=self.wish_matcher(),
                                       wish_weight=self.config.wish_weight)
         recommender.analyzer = self.analyzer  # share the co-watching matrix
-        return ChatAgent(recommender, _Locked(extractor, self._lock), k=self.config.chat_items), note
+        agent = ChatAgent(recommender, _Locked(extractor, self._lock), k=self.config.chat_items)
+        self._chat_agents[key] = (stages, agent)
+        return agent, note
 
     def wish_matcher(self) -> WishMatcher | None:
         """The embedder's item matcher for free-text wishes, built once (a few seconds on MovieLens-100K);
@@ -564,6 +605,20 @@ class Service:
             self._require_llm()
         except LLMUnavailableError as exc:
             log.warning("LLM unavailable: %s", exc)
+
+    def warm(self) -> float | None:
+        """Run one re-ranked, explained list (for the dataset's first user) so that the model's first-call
+        costs (weights paged in, kernels chosen) are paid at start, not by the first person; returns the seconds
+        it took, None when there is no model to warm. A failure is logged, never raised."""
+        if self.config.llm == "none" or self._stages is None:
+            return None
+        started = time.perf_counter()
+        try:
+            self.recommend(self.data.dataset.user_vocab.id(0), k=5, rerank=True, explain=True)
+        except RecllmError as exc:
+            log.warning("warming the language model failed: %s", exc)
+            return None
+        return time.perf_counter() - started
 
     def _require_llm(self, *, retry: bool = False) -> LLMStages:
         """The LLM stages, built on first use; a failed build is remembered (and answered at once) until

@@ -1,0 +1,204 @@
+"""A service that keeps up (issue 16): per-user lists cached and made stale by that user's feedback or a new
+item (whichever worker wrote it), the model's bounded queue (503 with Retry-After when full, retrieval never
+behind it), the JSON written on the hot path agreeing with the documented schema, and `--workers N`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fakes import ScriptedLLM
+from recllm.data import DataBundle
+from recllm.llm.base import Completion, GenerationRequest
+from recllm.pipeline import PipelineConfig, RetrieverConfig
+from recllm.serve.app import RecommendationsOut
+from recllm.serve.list_cache import ListCache
+from recllm.serve.llm_queue import LLMQueue, QueueFullError
+from recllm.serve.service import Service, ServiceConfig
+from recllm.serve.storage import Store
+from servers import free_port, running_server, serving_in_process
+
+
+def _config(**settings: object) -> ServiceConfig:
+    return ServiceConfig(pipeline=PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), llm="none",
+                                                 reranker=None), embedder="none", **settings)  # type: ignore[arg-type]
+
+
+@contextmanager
+def serving(data: DataBundle, db: Path, **settings: object) -> Iterator[httpx.Client]:
+    service = Service.start(_config(**settings), Store(f"sqlite:///{db}"), data=data)
+    with serving_in_process(service) as client:
+        yield client
+
+
+def _metric(text: str, name: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+# ---- the list cache ------------------------------------------------------------------------------------
+def test_list_cache_hits_only_at_the_same_version_and_drops_the_least_recent():
+    cache = ListCache(2)
+    cache.put("a", (1, 0), b"A")
+    cache.put("b", (1, 0), b"B")
+    assert cache.get("a", (1, 0)) == b"A"
+    assert cache.get("a", (2, 0)) is None  # the user's feedback moved on
+    assert cache.get("a", (1, 1)) is None  # an item was added
+    cache.put("c", (1, 0), b"C")  # "b" was used least recently
+    assert cache.get("b", (1, 0)) is None and cache.get("a", (1, 0)) == b"A" and cache.get("c", (1, 0)) == b"C"
+    assert (cache.hits, cache.misses) == (3, 3)
+    off = ListCache(0)
+    off.put("a", 1, b"A")
+    assert off.get("a", 1) is None and len(off) == 0
+    with pytest.raises(ValueError, match="0 or more"):
+        ListCache(-1)
+
+
+def test_a_cached_list_is_served_until_that_users_feedback_changes_it(ml100k: DataBundle, tmp_path: Path):
+    with serving(ml100k, tmp_path / "s.sqlite") as api:
+        first = api.get("/users/196/recommendations", params={"k": 5})
+        again = api.get("/users/196/recommendations", params={"k": 5})
+        other = api.get("/users/186/recommendations", params={"k": 5})
+        assert first.status_code == again.status_code == other.status_code == 200
+        assert first.content == again.content
+        metrics = api.get("/metrics").text
+        assert _metric(metrics, 'recllm_list_cache_requests_total{result="hit"}') == 1
+        top = first.json()["items"][0]["item"]
+        assert api.post("/feedback", json={"user": "196", "item": top, "kind": "dislike"}).status_code == 201
+        after = api.get("/users/196/recommendations", params={"k": 5}).json()
+        assert top not in [i["item"] for i in after["items"]]  # at once, not after the cache ages
+        assert api.get("/users/186/recommendations", params={"k": 5}).content == other.content
+        liked = after["items"][0]["item"]
+        assert api.post("/feedback", json={"user": "196", "item": liked, "kind": "like"}).status_code == 201
+        latest = api.get("/users/196/recommendations", params={"k": 5}).json()
+        assert latest["history_length"] == after["history_length"] + 1
+        assert liked not in [i["item"] for i in latest["items"]]  # now seen
+        assert api.get("/users/nobody-at-all/recommendations").status_code == 404
+
+
+def test_the_hot_path_json_matches_the_documented_schema(ml100k: DataBundle, tmp_path: Path):
+    with serving(ml100k, tmp_path / "s.sqlite") as api:
+        body = api.get("/users/196/recommendations", params={"k": 4}).json()
+        posted = api.post("/recommendations", json={"history": ["50", "172"], "k": 4}).json()
+        schema = api.get("/openapi.json").json()
+    for answer in (body, posted):
+        parsed = RecommendationsOut.model_validate(answer)
+        assert parsed.model_dump(mode="json") == answer  # no field missing, none extra, same types
+        assert len(parsed.items) == 4
+    documented = schema["paths"]["/users/{user}/recommendations"]["get"]["responses"]["200"]["content"]
+    assert documented["application/json"]["schema"]["$ref"].endswith("/RecommendationsOut")
+
+
+def test_feedback_and_items_written_by_one_worker_are_seen_by_another(ml100k: DataBundle, tmp_path: Path):
+    """Two service processes' worth of state on one database (two in-process servers here): what one writes,
+    the other's next answer reflects, cached list or not."""
+    db = tmp_path / "shared.sqlite"
+    with ExitStack() as stack:
+        one = stack.enter_context(serving(ml100k, db))
+        two = stack.enter_context(serving(ml100k, db))
+        before = two.get("/users/196/recommendations", params={"k": 5}).json()
+        top = before["items"][0]["item"]
+        assert one.post("/feedback", json={"user": "196", "item": top, "kind": "dislike"}).status_code == 201
+        after = two.get("/users/196/recommendations", params={"k": 5}).json()
+        assert top not in [i["item"] for i in after["items"]]
+        added = one.post("/items", json={"title": "Quiet Orbit", "item": "orbit-1", "year": 2024,
+                                         "genres": ["Sci-Fi"]})
+        assert added.status_code == 201
+        assert two.get("/items/orbit-1").json()["title"] == "Quiet Orbit"
+        assert [i["item"] for i in two.get("/items/search", params={"q": "quiet orb"}).json()] == ["orbit-1"]
+        assert two.post("/recommendations", json={"history": ["orbit-1"], "k": 3}).status_code == 200
+        duplicate = two.post("/items", json={"title": "Again", "item": "orbit-1"})
+        assert duplicate.status_code == 409
+
+
+# ---- the model's queue ---------------------------------------------------------------------------------
+def test_the_queue_refuses_beyond_its_limit_and_counts_it():
+    release = threading.Event()
+
+    async def scenario() -> tuple[str, str]:
+        queue = LLMQueue(1, retry_after_s=7)
+        first = asyncio.ensure_future(queue.run(lambda: release.wait(10) and "done"))
+        await asyncio.sleep(0.05)
+        assert queue.pending == 1
+        with pytest.raises(QueueFullError, match="limit is 1") as refused:
+            await queue.run(lambda: "never")
+        assert refused.value.retry_after_s == 7 and refused.value.status == 503
+        release.set()
+        done = await first
+        later = await queue.run(lambda: "later")
+        assert queue.pending == 0 and queue.rejected == 1
+        assert "recllm_llm_queue_rejected_total 1" in queue.metrics()
+        queue.close()
+        return done, later
+
+    assert asyncio.run(scenario()) == ("done", "later")
+    with pytest.raises(ValueError, match="at least 1"):
+        LLMQueue(0)
+
+
+class _HeldLLM(ScriptedLLM):
+    """Answers every generation with one text, but only once ``release`` is set."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__([])
+        self.release, self.started = release, threading.Event()
+
+    def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        self.started.set()
+        assert self.release.wait(30), "the test never released the model"
+        return [Completion(text="A fine pick.", finish_reason="stop", prompt_tokens=10, completion_tokens=3)
+                for _ in requests]
+
+
+def test_model_requests_beyond_the_queue_get_503_while_retrieval_goes_on(ml100k: DataBundle, tmp_path: Path):
+    release = threading.Event()
+    llm = _HeldLLM(release)
+    config = ServiceConfig(pipeline=PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), llm="hf",
+                                                   reranker=None), embedder="none", llm_queue=1, warm_llm=False)
+    service = Service.start(config, Store(f"sqlite:///{tmp_path / 's.sqlite'}"), data=ml100k, llm=llm)
+    with serving_in_process(service) as api, httpx.Client(base_url=str(api.base_url), timeout=60) as other:
+        outcome: dict[str, httpx.Response] = {}
+        waiting = threading.Thread(target=lambda: outcome.setdefault(
+            "explained", other.get("/users/196/recommendations", params={"k": 2, "explain": "true"})))
+        waiting.start()
+        assert llm.started.wait(30)
+        refused = api.get("/users/186/recommendations", params={"k": 2, "explain": "true"})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert "busy" in refused.json()["error"]
+        started = time.perf_counter()
+        plain = api.get("/users/22/recommendations", params={"k": 2})
+        assert plain.status_code == 200 and time.perf_counter() - started < 5  # not behind the model
+        assert _metric(api.get("/metrics").text, "recllm_llm_queue_depth") == 1
+        release.set()
+        waiting.join(60)
+        assert outcome["explained"].status_code == 200 and outcome["explained"].json()["explained"]
+
+
+# ---- worker processes -----------------------------------------------------------------------------------
+def test_serve_with_two_workers_answers_and_shares_feedback(tmp_path: Path):
+    config = tmp_path / "service.toml"
+    config.write_text('[service]\nembedder = "none"\n')
+    port = free_port()
+    command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--workers", "2", "--config",
+               str(config), "--llm", "none", "--db", f"sqlite:///{tmp_path / 'w.sqlite'}"]
+    with running_server(command, port, timeout=240) as base:
+        lists = []
+        for _ in range(6):  # fresh connections, so both workers answer some
+            with httpx.Client(base_url=base, timeout=30) as api:
+                lists.append(api.get("/users/196/recommendations", params={"k": 5}).json()["items"])
+        assert all(items == lists[0] for items in lists)
+        top = lists[0][0]["item"]
+        with httpx.Client(base_url=base, timeout=30) as api:
+            assert api.post("/feedback", json={"user": "196", "item": top, "kind": "dislike"}).status_code == 201
+        for _ in range(6):
+            with httpx.Client(base_url=base, timeout=30) as api:
+                items = api.get("/users/196/recommendations", params={"k": 5}).json()["items"]
+            assert top not in [i["item"] for i in items]
