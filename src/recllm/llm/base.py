@@ -27,7 +27,12 @@ FinishReason = Literal["stop", "length"]
 
 
 class LLMError(RecllmError):
-    """A language-model call could not be done as asked (bad input, label not one token, prompt too long)."""
+    """A language-model call could not be done as asked (bad input, label not one token, prompt too long).
+    ``status``: the HTTP status a model server answered with, when that is what failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CapabilityError(LLMError):

@@ -193,6 +193,7 @@ class OpenAIBackend(LLM):
         while True:
             problem: str
             retry_after: float | None = None
+            status: int | None = None
             try:
                 response = self._client.request(method, url, json=payload)
             except httpx.TimeoutException as exc:
@@ -205,6 +206,7 @@ class OpenAIBackend(LLM):
                 if absent_ok and response.status_code in ABSENT_STATUS:
                     return None
                 problem = f"answered HTTP {response.status_code}: {excerpt(response.text) or '(empty body)'}"
+                status = response.status_code
                 if response.status_code not in RETRY_STATUS:
                     raise self._http_error(response, url, problem)
                 retry_after = _retry_after(response)
@@ -214,7 +216,8 @@ class OpenAIBackend(LLM):
             elapsed = time.monotonic() - start
             if attempt >= self.max_retries or elapsed + delay > self.retry_deadline:
                 tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                raise LLMError(f"OpenAI-compatible server at {url} {problem} ({tries} in {elapsed:.1f} s)")
+                raise LLMError(f"OpenAI-compatible server at {url} {problem} ({tries} in {elapsed:.1f} s)",
+                               status=status)
             log.warning("%s %s %s; retry %d/%d in %.2f s", method, url, problem, attempt + 1, self.max_retries, delay)
             time.sleep(delay)
             attempt += 1
@@ -237,8 +240,8 @@ class OpenAIBackend(LLM):
             error = None
         message = f"OpenAI-compatible server at {url} {problem}"
         if isinstance(error, Mapping) and error.get("type") == "capability_error":
-            return CapabilityError(message)
-        return LLMError(message)
+            return CapabilityError(message, status=response.status_code)
+        return LLMError(message, status=response.status_code)
 
     def _post(self, path: str, payload: Mapping[str, Any]) -> Any:
         return self._request("POST", path, dict(payload))
@@ -597,8 +600,9 @@ def _echoed_from_prompt_logprobs(choice: Any, url: str, length: int) -> dict[str
 
 
 def _refused(exc: LLMError) -> bool:
-    """Whether an LLMError is the server refusing a request (HTTP 4xx), not a failure to reach it."""
-    return any(f"HTTP {code}" in str(exc) for code in range(400, 500))
+    """Whether an LLMError is the server refusing a request (an HTTP 4xx that is not retried: not a timeout or
+    rate limit, not a failure to reach it)."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in RETRY_STATUS
 
 
 def _estimate_tokens(text: str) -> int:
