@@ -68,3 +68,24 @@ def test_cors_follows_the_configured_origins(ml100k: DataBundle, tmp_path: Path,
     with serving(ml100k, tmp_path, cors_origins=["http://shop.example"]) as api:
         answer = api.options("/recommendations", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
         assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
+
+
+def test_bodies_must_be_json_and_feedback_consistent(ml100k: DataBundle, tmp_path: Path, monkeypatch):
+    """Classes the schema fuzzer found: a non-JSON body was a 500, a rating with kind 'like' a 503."""
+    monkeypatch.delenv("RECLLM_API_KEY", raising=False)
+    with serving(ml100k, tmp_path) as api:
+        plain = api.post("/recommendations", content=b'{"history": [], "k": 3}', headers={"content-type": "text/plain"})
+        assert plain.status_code == 415 and "application/json" in plain.json()["error"]
+        form = api.post("/feedback", content=b"user=a&item=50",
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+        assert form.status_code == 415
+        typed = api.post("/recommendations", json={"history": [], "k": 3},
+                         headers={"content-type": "application/json; charset=utf-8"})
+        assert typed.status_code == 200
+        mixed = api.post("/feedback", json={"user": "v", "item": "50", "kind": "like", "rating": 4})
+        assert mixed.status_code == 400 and "kind 'rating'" in mixed.json()["error"]
+        missing = api.post("/feedback", json={"user": "v", "item": "50", "kind": "rating"})
+        assert missing.status_code == 400 and "needs a rating" in missing.json()["error"]
+        broken = api.post("/recommendations", content=b"\xff\xfe not json",
+                          headers={"content-type": "application/json"})
+        assert broken.status_code in (400, 422) and broken.json()["error"]

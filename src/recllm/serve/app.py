@@ -22,6 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recllm.errors import RecllmError
 from recllm.serve.list_cache import ListCache
@@ -433,19 +434,39 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def recllm_error(_: Request, exc: RecllmError) -> JSONResponse:
         return _error(400, str(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own refusals (no such route, wrong method, a body that does not parse) in the
+        same shape as every other error."""
+        response = _error(exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
-        return _error(422, "; ".join(parts), details=[{k: v for k, v in e.items() if k != "ctx"}
+        return _error(422, "; ".join(parts), details=[_json_safe({k: v for k, v in e.items() if k != "ctx"})
                                                       for e in exc.errors()])
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with anything JSON cannot hold (bytes of a body that was not JSON, say) as its repr."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)[:200]
 
 
 def _error(status: int, message: str, details: Any = None) -> JSONResponse:

@@ -1,6 +1,6 @@
 """What an operator needs around the API: request metrics in Prometheus' text format, an optional API key for
-writes and admin routes, and the body-size limit, in one plain ASGI layer (no per-request middleware objects:
-each request costs a clock read and a few dictionary updates).
+writes and admin routes, the body-size limit and JSON-only request bodies (415 otherwise), in one plain ASGI
+layer (no per-request middleware objects: each request costs a clock read and a few dictionary updates).
 
 Metrics: ``recllm_requests_total{route,method,status}``, ``recllm_request_seconds`` (a histogram by route),
 ``recllm_llm_requests_in_flight`` and, read from the service when rendered, the LLM's calls, latency and
@@ -102,6 +102,9 @@ class Operations:
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await _answer(sending, 413, f"request body over {self.max_body:,} bytes")
+            elif method in _BODY_METHODS and _has_body(headers) and not _is_json(headers.get("content-type", "")):
+                await _answer(sending, 415, f"the request body must be JSON (Content-Type: application/json), got "
+                                            f"{headers.get('content-type') or 'no Content-Type'}")
             elif self.api_key is not None and self.protected(method, path) and not self._authorised(headers):
                 await _answer(sending, 401, "this route needs the service's API key (Authorization: Bearer KEY "
                                             "or X-API-Key: KEY)", {"www-authenticate": "Bearer"})
@@ -115,6 +118,19 @@ class Operations:
     def _authorised(self, headers: dict[str, str]) -> bool:
         given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
         return bool(given) and hmac.compare_digest(given.encode(), str(self.api_key).encode())
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
+def _is_json(content_type: str) -> bool:
+    """application/json, or a structured +json type (charset and other parameters allowed)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def _answer(send: Send, status: int, error: str, headers: dict[str, str] | None = None) -> None:

@@ -457,6 +457,9 @@ class Service:
     def feedback(self, user: str, item: str, kind: str, rating: float | None = None) -> FeedbackRecord:
         """Store feedback (committed before returning); the user's next list reflects it."""
         self.item(item)
+        if (kind == "rating") != (rating is not None):
+            raise ServiceError("give a rating with kind 'rating', and only then" if rating is not None
+                               else "kind 'rating' needs a rating (1 to 5)")
         if rating is not None and self.baseline is not None and not 1.0 <= rating <= 5.0:
             raise ServiceError(f"rating must be between 1 and 5, got {rating}")
         return self.store.add_feedback(user, item, kind, rating)
