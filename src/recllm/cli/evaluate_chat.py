@@ -67,15 +67,17 @@ def evaluate_chat(
 
 
 def run_chat_evaluation(dataset: str, *, users: int, turns: int, model: str, params: dict[str, Any],
-                        reader: str, paraphrase: str, seed: int, critique: bool = True, k: int = 5
-                        ) -> dict[str, Any]:
-    """The simulation and its one-shot baselines as a JSON-ready report."""
+                        reader: str, paraphrase: str, seed: int, critique: bool = True, k: int = 5,
+                        first: int | None = None) -> dict[str, Any]:
+    """The simulation and its one-shot baselines as a JSON-ready report; ``first`` talks only to the first N of
+    the ``users`` drawn (in user order), so a slow variant runs on a subset of a faster one's users and pairs
+    with it. ``outcomes`` keeps each user's success turn (None: a miss) and one-shot hits for paired intervals."""
     from recllm.chat import ChatAgent, ChatRecommender, LLMExtractor, RuleExtractor
     from recllm.chat.simulator import simulate
     from recllm.data.bundle import DataBundle
     from recllm.data.registry import load_dataset
     from recllm.eval.candidates import select_users
-    from recllm.eval.protocols import evaluate_full, queries_for_test
+    from recllm.eval.protocols import Queries, evaluate_full, queries_for_test
     from recllm.eval.runner import make_split
     from recllm.models.popularity import MostPopular
     from recllm.pipeline import RetrieverConfig, build_retriever
@@ -84,12 +86,16 @@ def run_chat_evaluation(dataset: str, *, users: int, turns: int, model: str, par
     split = make_split(bundle, "leave-one-out", seed)
     seen = split.test_history()
     queries = select_users(queries_for_test(split), users, seed=seed)
+    if first is not None:
+        if first < 1:
+            raise ConfigError(f"first must be positive, got {first}")
+        queries = Queries(queries.users[:first], queries.histories[:first], queries.targets[:first])
     started = time.perf_counter()
     retriever = build_retriever(RetrieverConfig(model=model, params=params), bundle).fit(seen)
     popular = MostPopular().fit(seen)
-    one_shot = {f"{model} one-shot HR@{k}": evaluate_full(retriever, queries, ks=(k,)).metrics[f"HR@{k}"],
-                f"{model} one-shot HR@{k * turns}": evaluate_full(retriever, queries, ks=(k * turns,))
-                .metrics[f"HR@{k * turns}"],
+    short, long = evaluate_full(retriever, queries, ks=(k,)), evaluate_full(retriever, queries, ks=(k * turns,))
+    one_shot = {f"{model} one-shot HR@{k}": short.metrics[f"HR@{k}"],
+                f"{model} one-shot HR@{k * turns}": long.metrics[f"HR@{k * turns}"],
                 f"popularity HR@{k}": evaluate_full(popular, queries, ks=(k,)).metrics[f"HR@{k}"]}
     vocab = seen.item_vocab
     popularity = {i: float(seen.item_popularity[n]) for n, i in enumerate(vocab.ids)}
@@ -122,5 +128,8 @@ def run_chat_evaluation(dataset: str, *, users: int, turns: int, model: str, par
     return {"dataset": bundle.name, "users": len(cases), "turns": turns, "k": k, "model": model, "reader": reader,
             "paraphrase": paraphrase, "critique": critique, "seed": seed, "chat": summary, "one_shot": one_shot,
             "seconds": time.perf_counter() - started,
+            "outcomes": [{"user": d.user, "success_turn": d.success_turn,
+                          f"one_shot_hr@{k * turns}": float(hit)}
+                         for d, hit in zip(result.dialogues, long.per_user[f"HR@{k * turns}"], strict=True)],
             "examples": [{"user": d.user, "target": bundle.catalog[d.target].label(), "messages": list(d.messages),
                           "success_turn": d.success_turn} for d in result.dialogues[:10]]}
