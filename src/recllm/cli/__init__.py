@@ -24,6 +24,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect datasets.")
 split_app = typer.Typer(no_args_is_help=True, help="Make and export train/validation/test splits.")
 app.add_typer(data_app, name="data")
 app.add_typer(split_app, name="split")
+batch_app = typer.Typer(no_args_is_help=True, help="Work over every user at once (optionally on Ray).")
+app.add_typer(batch_app, name="batch")
 # wide enough for the metric tables when output goes to a file or a pipe (rich assumes 80 columns there)
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -271,6 +273,51 @@ def split_export(
     bundle = load_dataset(dataset)
     written = export_split(make_split(bundle, kind, seed), out, name=bundle.name.replace(":", "_"))
     console.print(f"wrote {len(written)} files under {out}")
+
+
+@batch_app.command("recommend")
+@cli_errors
+def batch_recommend_command(
+    dataset: DatasetOpt = "movielens-100k",
+    model: Annotated[str, typer.Option(help="A registered model (ease, itemknn, als, bpr, sasrec, ...).")] = "ease",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE hyper-parameter.")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Items per user.")] = 10,
+    out: Annotated[Path, typer.Option(help="Parquet file: one row per user and rank (user, rank, item, "
+                                      "score).")] = Path("recommendations.parquet"),
+    ray: Annotated[str | None, typer.Option(help="Run the shards on Ray: local (a Ray on loopback for this run), "
+                                            "auto (the running cluster, else local) or HOST:PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")] = 2,
+    shards: Annotated[int | None, typer.Option(min=1, help="Shards of users (default: 4 per worker with Ray, "
+                                               "1 without).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fit a model on all interactions and write every user's top k (never an item the user already has)."""
+    _setup_logging(verbose)
+    import time
+
+    from recllm.data.registry import load_dataset
+    from recllm.distributed import check_address, ray_session
+    from recllm.eval.batch import batch_recommend, write_parquet
+    from recllm.models.registry import create_model
+    from recllm.pipeline import RetrieverConfig, build_retriever
+
+    if ray is not None:
+        check_address(ray)
+    params = parse_params([f"{model}.{p}" for p in (param or [])], None).get(model, {})
+    create_model(model, params)  # a misspelt name or option fails before the data is loaded
+    bundle = load_dataset(dataset)
+    recommender = build_retriever(RetrieverConfig(model=model, params=params), bundle)
+    with console.status(f"fitting {model} on {bundle.name}"):
+        recommender.fit(bundle.dataset)
+    started = time.perf_counter()
+    if ray is None:
+        users, items, scores = batch_recommend(recommender, k, shards=shards or 1)
+    else:
+        with ray_session(ray, workers=workers) as session:
+            users, items, scores = batch_recommend(recommender, k, shards=shards or 4 * workers, ray=session)
+    rows = write_parquet(out, recommender, users, items, scores)
+    console.print(f"wrote {rows:,} rows for {len(users):,} users to {out} in {time.perf_counter() - started:.1f} s"
+                  + (f" (Ray: {ray})" if ray else ""))
 
 
 @app.command()
