@@ -79,7 +79,8 @@ def docs(_: argparse.Namespace) -> None:
              "(`benchmarks/batch_ray.py`). Median of "
              f"{r['repeats']} runs of the scoring alone; Ray's start is apart. Each result is checked identical to "
              "the in-process one.", "",
-             "| mode | s | vs in process | vs 1 Ray worker | identical | Ray start s |", "|---|---:|---:|---:|---|---:|"]
+             "| mode | s | vs in process | vs 1 Ray worker | identical | Ray start s |",
+             "|---|---:|---:|---:|---|---:|"]
     for row in r["rows"]:
         against_one = f"{one / row['seconds']:.2f}×" if one and row["workers"] else "–"
         start = f"{row['ray_start_s']:.1f}" if row["ray_start_s"] is not None else "–"
