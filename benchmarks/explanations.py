@@ -108,12 +108,15 @@ def docs(_: argparse.Namespace) -> None:
             lines.append(f"| {cell(e['item'])} | {cell(e['generated'])} | "
                          f"{cell(e['shown']) if not e['checked'] else '(the model text)'} | "
                          f"{'yes' if e['checked'] else 'no'} | {cell('; '.join(e['violations']))} |")
-    lines += ["", "The model rarely gives a checkable reason, and what it says beyond the catalog is often false (a "
-              "Venice premiere for The Godfather, The Terminator \"a sequel to Titanic\"). The 2026-12-01 row was "
-              "measured before the checker also rejected claims the catalog cannot check (who made a film, what it "
-              "is based on or a sequel to, awards, \"the user's favorite\"); applied to the ten shown model texts "
-              "above, that rule rejects nine of them (the tenth, Stand by Me as humor and drama, is true). A rerun "
-              "measures the share with the rule."]
+    default = next((r for r in rows if r["llm_spec"] == "hf"), None)
+    if default is not None:
+        lines += ["", "The default model rarely gives a checkable reason, and what it says beyond the catalog is often "
+                  "false (an earlier run: a Venice premiere for The Godfather, The Terminator \"a sequel to "
+                  "Titanic\"). Since the checker also rejects claims the catalog cannot check (who made a film, what "
+                  "it is based on or a sequel to, awards, \"the user's favorite\"), its text is shown for "
+                  f"{default['model_text_shown']:.3f} of explanations (0.073 before that rule, on the same users); "
+                  "the texts still shown name genres the item has in the catalog and share with the history. "
+                  "Nearly everyone sees the grounded template, which is true by construction."]
     latest = rows[-1]
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows) + ".  ",
               f"Machine: {machine_text(latest['machine'])}; {latest['date']}."]
