@@ -64,18 +64,21 @@ def run(args: argparse.Namespace, command: str) -> None:
     for start in range(0, len(pairs), BATCH):
         explanations += explainer.explain_many(pairs[start:start + BATCH])
     seconds = (time.perf_counter() - started) / len(pairs)
-    kinds = Counter(violation_class(v) for e in explanations for v in set(e.violations))
+    classes = [sorted({violation_class(v) for v in e.violations}) for e in explanations]
+    kinds = Counter(kind for found in classes for kind in found)  # explanations with at least one of a kind
     failing = Counter(frozenset(violation_class(v) for v in e.violations) for e in explanations if not e.grounded)
     shown = [e for e in explanations if e.grounded]
     rejected = [e for e in explanations if not e.grounded]
     examples = [{"item": bundle.catalog[e.item].label(), "generated": e.generated.strip(), "shown": e.text,
-                 "checked": e.grounded, "violations": list(e.violations)} for e in [*shown[:10], *rejected[:10]]]
+                 "checked": e.grounded, "violations": list(e.violations)}
+                for e in [*shown[:10], *rejected[:20 - min(10, len(shown))]]]
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
     rows = [r for r in rows if r["llm_spec"] != args.llm]
     rows.append({"llm_spec": args.llm, "llm": llm.model_name, "explanations": len(explanations),
                  "model_text_shown": len(shown) / len(explanations), "violation_kinds": dict(kinds),
                  "only_reason": failing.get(frozenset({"no reason tied to the user"}), 0),
-                 "seconds_per_explanation": seconds, "examples": examples, "command": command,
+                 "seconds_per_explanation": seconds, "examples": examples, "violation_classes": classes,
+                 "command": command,
                  "machine": machine_info(), "threads": args.threads,
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     RESULT.write_text(json.dumps({"rows": rows}, indent=1))
@@ -99,8 +102,8 @@ def docs(_: argparse.Namespace) -> None:
         lines.append(f"| {r['llm']} | {r['explanations']} | {r['model_text_shown']:.3f} | "
                      f"{r['seconds_per_explanation']:.2f} | {r['only_reason']} | {kinds} |")
     for r in rows:
-        lines += ["", f"Examples ({r['llm']}; the first ten shown model texts, then the first ten rejected ones "
-                  "with what was shown instead):", "",
+        lines += ["", f"Examples ({r['llm']}; the first (up to ten) shown model texts, then rejected ones up to "
+                  "twenty in all, with what was shown instead):", "",
                   "| item | model text | shown | checked | violations |", "|---|---|---|---|---|"]
         for e in r["examples"]:
             def cell(text: str) -> str:
