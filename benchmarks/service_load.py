@@ -1,15 +1,16 @@
-"""Bounded load test of `recllm serve` on loopback: recommendation requests with and without LLM re-ranking.
+"""Load test of `recllm serve` on loopback with wrk (Debian's package): retrieval throughput and latency at 200
+connections for each process model (1 or 2 workers, per-user list cache on or off), /health, and the re-ranked
+path (the first re-ranked request after start, one at a time, concurrent beyond the model's queue, and
+retrieval while the model works).
 
-Starts a real server process (MovieLens-100K, EASE retriever, the default LLM, a fresh SQLite database),
-waits until it answers, then fires GET /users/{user}/recommendations from many concurrent clients:
-``--requests`` in all with ``--concurrency`` in flight (retrieval only), then ``--rerank-requests`` with
-``rerank=true`` at ``--rerank-concurrency`` (and as many one at a time), each for a different user so that no
-re-ranked list comes from the service's LLM response cache. Every response must be a 200 with k items; anything else is
-counted as an error. Latency is measured per request by the client, from send to the last byte, so under
-load it includes the time a request waits for the server. The client shares the machine's cores with the
-server, which this benchmark reports rather than hides.
+Each server is a real `recllm serve` process on a fresh SQLite database (MovieLens-100K, EASE). Retrieval runs
+first through every one of the 943 users once with an HTTP client that checks each answer (200 and k items;
+this also fills the list cache where it is on), then wrk cycles through the same users for ``--seconds``:
+with the cache on this is the steady state of a service whose users come back, with it off every request is
+computed. wrk's errors are connection, read, write and timeout errors and non-2xx answers. wrk runs on the
+same 2 cores as the server (2 threads), which this benchmark reports rather than hides.
 
-    python benchmarks/service_load.py                 # 1,000 requests at 200 concurrent; 20 re-ranked at 10
+    python benchmarks/service_load.py                 # every phase (about 6 minutes)
     python benchmarks/service_load.py docs            # rewrite the docs section from the saved JSON
 """
 
@@ -24,14 +25,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import date
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import numpy as np
@@ -56,10 +57,11 @@ class Phase:
     wall_s: float
     throughput_rps: float
     p50_ms: float
-    p95_ms: float
+    p95_ms: float | None
     p99_ms: float
     max_ms: float
     first_error: str | None
+    p90_ms: float | None = None
 
 
 def free_port() -> int:
@@ -69,10 +71,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(port: int, db: Path, llm: str) -> Iterator[tuple[str, float]]:
-    """A `recllm serve` process on loopback; yields its base URL and the seconds it took to answer /health."""
+def server(port: int, db: Path, llm: str, *, workers: int = 1, settings: str = "") -> Iterator[tuple[str, float]]:
+    """A `recllm serve` process on loopback (``settings``: lines of its [service] TOML table); yields its base
+    URL and the seconds it took to answer /health."""
+    config = db.with_suffix(".toml")
+    config.write_text("[service]\n" + settings)
     command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--db", f"sqlite:///{db}",
-               "--llm", llm]
+               "--llm", llm, "--workers", str(workers), "--config", str(config)]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -143,85 +148,199 @@ async def fire(base: str, users: list[str], *, concurrency: int, k: int, rerank:
                  first_error[0] if first_error else None)
 
 
+WRK_SCRIPT = """
+local users = {%(users)s}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", %(path)s)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, ' ..
+    '"write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk(base: str, users: list[str], *, path: str, name: str, seconds: int, connections: int) -> Phase:
+    """wrk for ``seconds`` at ``connections`` (2 threads), cycling through ``users`` in ``path``."""
+    lua = WRK_SCRIPT % {"users": ", ".join(f'"{u}"' for u in users), "path": path}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    try:
+        done = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s",
+                               script.name, base], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(script.name)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    r = json.loads(line.removeprefix("RESULT "))
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    wall = r["duration_us"] / 1e6
+    statuses = {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]}
+    return Phase(name, r["requests"], connections, errors, statuses, round(wall, 2), round(r["requests"] / wall, 1),
+                 round(r["p50_us"] / 1000, 2), None, round(r["p99_us"] / 1000, 2), round(r["max_us"] / 1000, 1), None,
+                 p90_ms=round(r["p90_us"] / 1000, 2))
+
+
+RETRIEVAL = '"/users/" .. users[(n % #users) + 1] .. "/recommendations?k=10"'
+SERVERS = [(1, 0, "1 worker, no list cache"), (1, 20_000, "1 worker, list cache"),
+           (2, 0, "2 workers, no list cache"), (2, 20_000, "2 workers, list cache")]
+
+
+def retrieval_rows(args: argparse.Namespace, ids: list[str], tmp: Path) -> list[dict[str, object]]:
+    """For each process model: a checked pass over every user, then wrk on retrieval and on /health."""
+    rows: list[dict[str, object]] = []
+    for workers, cache, label in SERVERS:
+        settings = f'embedder = "none"\nlist_cache_size = {cache}\n'
+        with server(free_port(), tmp / f"w{workers}-c{cache}.sqlite", "none", workers=workers,
+                    settings=settings) as (base, up):
+            checked = asyncio.run(fire(base, ids, concurrency=50, k=args.k, rerank=False, timeout=60,
+                                       name="every user once, answers checked"))
+            if checked.errors:
+                raise SystemExit(f"{label}: a checked answer failed: {checked.first_error}")
+            phases = [checked,
+                      wrk(base, ids, path=RETRIEVAL, name="retrieval (EASE top-10), users cycled", seconds=args.seconds,
+                          connections=args.concurrency),
+                      wrk(base, ids, path=RETRIEVAL, name="retrieval, users cycled, 50 connections",
+                          seconds=args.seconds, connections=50),
+                      wrk(base, ids, path='"/health"', name="/health", seconds=max(5, args.seconds // 2),
+                          connections=args.concurrency)]
+        rows.append({"server": label, "workers": workers, "list_cache_size": cache, "start_s": round(up, 1),
+                     "phases": [asdict(p) for p in phases]})
+        print(label, [(p.name, p.throughput_rps, p.p99_ms, p.errors) for p in phases], flush=True)
+    return rows
+
+
+def rerank_rows(args: argparse.Namespace, ids: list[str], tmp: Path) -> dict[str, object]:
+    """The default model on the default service (2 workers, each warming its model at start): the first
+    re-ranked request, one at a time, concurrent beyond the queue, and retrieval while the model works."""
+    rng = np.random.default_rng(args.seed)
+    fresh = [str(u) for u in rng.permutation(ids[1:])]  # the dataset's first user is the one warmed at start
+    settings = f"llm_queue = {args.queue}\n"
+    with server(free_port(), tmp / "rerank.sqlite", args.llm, workers=args.rerank_workers,
+                settings=settings) as (base, up):
+        first = asyncio.run(fire(base, fresh[:1], concurrency=1, k=args.k, rerank=True, timeout=600,
+                                 name="first re-ranked request after start"))
+        sequential = asyncio.run(fire(base, fresh[1:1 + args.rerank_requests], concurrency=1, k=args.k, rerank=True,
+                                      timeout=600, name="EASE top-20 + likelihood re-ranking, one at a time"))
+        burst_users = fresh[1 + args.rerank_requests:1 + 2 * args.rerank_requests + 40]
+        loop_result: dict[str, Phase] = {}
+
+        def burst() -> None:
+            loop_result["burst"] = asyncio.run(fire(
+                base, burst_users, concurrency=args.rerank_concurrency, k=args.k, rerank=True, timeout=600,
+                name=f"re-ranking, {args.rerank_concurrency} in flight (queue limit {args.queue} a worker)"))
+
+        thread = threading.Thread(target=burst)
+        thread.start()
+        time.sleep(2)
+        beside = wrk(base, ids, path=RETRIEVAL, name="retrieval while the re-ranked burst runs",
+                     seconds=max(5, args.seconds // 2), connections=args.concurrency)
+        thread.join()
+    return {"server": f"{args.rerank_workers} workers, LLM {args.llm}, list cache", "start_s": round(up, 1),
+            "phases": [asdict(p) for p in (first, sequential, loop_result["burst"], beside)]}
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     load_before = os.getloadavg()[0]  # other work on the machine skews latencies: recorded, not hidden
-    ids = list(load_dataset("movielens-100k").dataset.user_vocab.ids)
-    rng = np.random.default_rng(args.seed)
-    phases: list[Phase] = []
-    with tempfile.TemporaryDirectory() as tmp, server(free_port(), Path(tmp) / "load.sqlite", args.llm) as (base,
-                                                                                                          up):
-        warm = asyncio.run(fire(base, ids[:5], concurrency=1, k=args.k, rerank=True, name="warm-up", timeout=600))
-        if warm.errors:
-            raise SystemExit(f"warm-up failed: {warm.first_error}")
-        plain = [str(u) for u in rng.choice(ids, size=args.requests, replace=True)]
-        phases.append(asyncio.run(fire(base, plain, concurrency=args.concurrency, k=args.k, rerank=False,
-                                       name="retrieval only (EASE top-k)", timeout=120)))
-        # distinct users, none seen in the warm-up, so no re-ranked request is answered from the LLM cache
-        fresh = [str(u) for u in rng.permutation(ids[5:])[:2 * args.rerank_requests]]
-        if args.rerank_sequential:
-            phases.append(asyncio.run(fire(base, fresh[args.rerank_requests:], concurrency=1, k=args.k,
-                                           rerank=True, name="EASE top-20 + likelihood re-ranking, one at a time",
-                                           timeout=600)))
-        phases.append(asyncio.run(fire(base, fresh[:args.rerank_requests], concurrency=args.rerank_concurrency,
-                                       k=args.k, rerank=True, name="EASE top-20 + likelihood re-ranking",
-                                       timeout=3600)))
-    return {"date": date.today().isoformat(), "command": args.command, "machine": machine_info(),
-            "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2),
-            "server_start_s": round(up, 1), "k": args.k, "llm": args.llm, "phases": [asdict(p) for p in phases]}
+    ids = [str(u) for u in load_dataset("movielens-100k").dataset.user_vocab.ids]
+    with tempfile.TemporaryDirectory() as tmp:
+        retrieval = retrieval_rows(args, ids, Path(tmp))
+        rerank = rerank_rows(args, ids, Path(tmp)) if args.llm != "none" else None
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": args.command,
+            "machine": machine_info(), "load_average_before": round(load_before, 2),
+            "load_average_after": round(os.getloadavg()[0], 2), "k": args.k, "llm": args.llm,
+            "seconds": args.seconds, "retrieval": retrieval, "rerank": rerank}
+
+
+def _phase_line(p: dict[str, Any]) -> str:
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(p["statuses"].items())) or "–"
+    cells = [f"{p[k]:,}" if p.get(k) is not None else "–" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")]
+    return (f"| {p['name']} | {p['requests']:,} | {p['concurrency']} | {p['errors']} | {statuses} | "
+            f"{p['throughput_rps']:,} | " + " | ".join(cells) + " |")
+
+
+def _goal_lines(result: dict[str, Any]) -> list[str]:
+    """The issue's goal (>= 2,500 retrieval requests/s at 200 connections, p99 <= 150 ms, no errors; the first
+    re-ranked request <= 5 s after start) against the best process model measured."""
+    best = max(result["retrieval"], key=lambda row: row["phases"][1]["throughput_rps"])
+    at200, at50 = best["phases"][1], best["phases"][2] if len(best["phases"]) > 3 else None
+    lines = [f"**Against the goal** (≥ 2,500 retrieval requests/s at 200 connections, p99 ≤ 150 ms, no errors), "
+             f"{best['server']}: {at200['throughput_rps']:,.0f} requests/s, p50 {at200['p50_ms']:.0f} ms, p90 "
+             f"{at200['p90_ms']:.0f} ms, **p99 {at200['p99_ms']:,.0f} ms**, {at200['errors']} errors: the throughput "
+             "is met, the p99 is not."]
+    if at50 is not None:
+        lines[0] += (f" At 50 connections the same server answers {at50['throughput_rps']:,.0f} requests/s with p99 "
+                     f"{at50['p99_ms']:.0f} ms: the tail belongs to the 200 connections, not to the work per request.")
+    lines[0] += (" Its cause is not found: freezing the start-up objects out of the garbage collector (a full "
+                 "collection takes 85 ms) did not change it (tried, reverted), the kernel's listen queue did not "
+                 "overflow, and a tail of 0.4-1.4 s recurs over 30-second runs, not only at wrk's start.")
+    rerank = result.get("rerank")
+    if rerank:
+        first, steady = rerank["phases"][0], rerank["phases"][1]
+        lines.append(f"The first re-ranked request after start took {first['p50_ms'] / 1000:.1f} s (goal ≤ 5 s: "
+                     f"{'met' if first['p50_ms'] <= 5000 else 'missed'}), against a p50 of "
+                     f"{steady['p50_ms'] / 1000:.1f} s for the re-ranked requests after it: with the warm-up the "
+                     "first costs what any costs, and what sets it is the model's own time for 20 candidates on "
+                     "cores that two workers share.")
+    return lines
 
 
 def docs() -> None:
     result = json.loads(RESULTS.read_text())
     machine = result["machine"]
+    header = ["| phase | requests | connections | errors | error kinds | req/s | p50 ms | p90 ms | p95 ms | p99 ms "
+              "| max ms |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     lines = [
-        "## Service under load (`recllm serve`, loopback)",
+        "## Service under load (`recllm serve`, loopback, wrk)",
         "",
         f"Command: `{result['command']}`. Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"GPU {machine['gpu']}; {result['date']}. One uvicorn worker; MovieLens-100K, EASE retriever, "
-        f"LLM `{result['llm']}` (SmolLM2-135M through transformers, CPU); a fresh SQLite database; "
-        f"k = {result['k']}. The load client runs on the same cores as the server. Latency is per request, "
-        "from send to last byte, so it includes queueing behind the other requests in flight. Re-ranked "
-        "requests are for distinct users, so none is answered from the LLM response cache (a repeated "
-        "request is, in tens of milliseconds).",
+        f"GPU {machine['gpu']}; {result['date']}. MovieLens-100K, EASE retriever, k = {result['k']}, a fresh "
+        "SQLite database per server. Each server first answers every one of the 943 users once through a "
+        "checking client (200 and k items each), then wrk (2 threads, on the same 2 cores as the server) "
+        f"cycles through the same users for {result['seconds']} s. With the list cache on, that is the steady "
+        "state of a service whose users come back (each request still reads the user's feedback version from "
+        "the database, so a like or dislike changes the next list at once); with it off every request is "
+        "computed. Latency is from send to last byte (wrk reports p90, the checking client p95).",
         "",
-        "| phase | requests | concurrent | errors | statuses | wall s | req/s | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for p in result["phases"]:
-        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(p["statuses"].items()))
-        lines.append(f"| {p['name']} | {p['requests']:,} | {p['concurrency']} | {p['errors']} | {statuses} | "
-                     f"{p['wall_s']} | {p['throughput_rps']} | {p['p50_ms']:,} | {p['p95_ms']:,} | "
-                     f"{p['p99_ms']:,} | {p['max_ms']:,} |")
-    lines += ["", f"The server answered /health {result['server_start_s']} s after it was started (data, EASE fit, "
-              "LLM and embedder loaded). One-minute load average of the machine: "
-              f"{result.get('load_average_before', '?')} before the run, {result.get('load_average_after', '?')} "
-              "after it (2 would mean both cores busy with other work)."]
-    rerank = [p for p in result["phases"] if "re-ranking" in p["name"]]
+    for row in result["retrieval"]:
+        lines += [f"**{row['server']}** (`--llm none`, embedder none; answered /health {row['start_s']} s after "
+                  "start):", "", *header, *(_phase_line(p) for p in row["phases"]), ""]
+    rerank = result.get("rerank")
     if rerank:
-        lines += ["", "Re-ranking runs the 135M model once per request (20 candidates, likelihood scoring) and the "
-                  "service holds one lock around the model, so re-ranked requests are served one after another: "
-                  "under concurrency their latency is mostly waiting. Retrieval-only requests are not blocked by "
-                  "the lock. A GPU server (or an OpenAI-compatible LLM server with batching) is the way to serve "
-                  "re-ranked lists to many people at once."]
+        lines += [f"**{rerank['server']}** (answered /health {rerank['start_s']} s after start, each worker "
+                  "having warmed its model with one re-ranked, explained list):", "", *header,
+                  *(_phase_line(p) for p in rerank["phases"]), "",
+                  "Re-ranked requests are for distinct users, none answered from the LLM response cache. Each "
+                  "worker runs its model on its own queue; once the queue is full a request is refused at once "
+                  "with 503 and Retry-After (counted as errors above) instead of waiting. Retrieval requests do "
+                  "not queue behind the model: the last row is retrieval measured while the re-ranked burst runs "
+                  "(it shares the 2 cores with the model, so it is slower, but it is answered)."]
+    lines += ["", *_goal_lines(result)]
+    lines += ["", f"One-minute load average of the machine: {result.get('load_average_before', '?')} before the "
+              f"run, {result.get('load_average_after', '?')} after it."]
     write_section(SECTION, "\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", nargs="?", choices=["run", "docs"], default="run")
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=15, help="wrk's duration for each retrieval phase")
     parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--rerank-requests", type=int, default=20)
-    parser.add_argument("--rerank-concurrency", type=int, default=10)
-    parser.add_argument("--rerank-sequential", action=argparse.BooleanOptionalAction, default=True,
-                        help="also send the re-ranked requests one at a time (the service time without waiting)")
+    parser.add_argument("--rerank-requests", type=int, default=10)
+    parser.add_argument("--rerank-concurrency", type=int, default=20)
+    parser.add_argument("--rerank-workers", type=int, default=2)
+    parser.add_argument("--queue", type=int, default=4, help="the service's llm_queue in the re-rank phase")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--llm", default="hf")
+    parser.add_argument("--llm", default="hf", help="the re-rank phase's model; none skips it")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.section == "run":
         args.command = " ".join(["python benchmarks/service_load.py", shlex.join(sys.argv[1:])]).strip()
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(run(args), indent=2) + "\n")
     docs()
