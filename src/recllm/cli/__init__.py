@@ -275,6 +275,22 @@ def split_export(
     console.print(f"wrote {len(written)} files under {out}")
 
 
+def _fit_on_all(dataset: str, model: str, param: list[str] | None) -> Any:
+    """``model`` with its ``KEY=VALUE`` params fitted on every interaction of ``dataset`` (a misspelt name or
+    option fails before the data is loaded)."""
+    from recllm.data.registry import load_dataset
+    from recllm.models.registry import create_model
+    from recllm.pipeline import RetrieverConfig, build_retriever
+
+    params = parse_params([f"{model}.{p}" for p in (param or [])], None).get(model, {})
+    create_model(model, params)
+    bundle = load_dataset(dataset)
+    recommender = build_retriever(RetrieverConfig(model=model, params=params), bundle)
+    with console.status(f"fitting {model} on {bundle.name}"):
+        recommender.fit(bundle.dataset)
+    return recommender
+
+
 @batch_app.command("recommend")
 @cli_errors
 def batch_recommend_command(
@@ -295,20 +311,12 @@ def batch_recommend_command(
     _setup_logging(verbose)
     import time
 
-    from recllm.data.registry import load_dataset
     from recllm.distributed import check_address, ray_session
     from recllm.eval.batch import batch_recommend, write_parquet
-    from recllm.models.registry import create_model
-    from recllm.pipeline import RetrieverConfig, build_retriever
 
     if ray is not None:
         check_address(ray)
-    params = parse_params([f"{model}.{p}" for p in (param or [])], None).get(model, {})
-    create_model(model, params)  # a misspelt name or option fails before the data is loaded
-    bundle = load_dataset(dataset)
-    recommender = build_retriever(RetrieverConfig(model=model, params=params), bundle)
-    with console.status(f"fitting {model} on {bundle.name}"):
-        recommender.fit(bundle.dataset)
+    recommender = _fit_on_all(dataset, model, param)
     started = time.perf_counter()
     if ray is None:
         users, items, scores = batch_recommend(recommender, k, shards=shards or 1)
@@ -332,17 +340,7 @@ def fit(
 ) -> None:
     """Fit a model on all interactions of a dataset and save it (safetensors + JSON)."""
     _setup_logging(verbose)
-    from recllm.data.registry import load_dataset
-    from recllm.models.registry import create_model
-    from recllm.pipeline import RetrieverConfig, build_retriever
-
-    params = parse_params([f"{model}.{p}" for p in (param or [])], None).get(model, {})
-    create_model(model, params)  # a misspelt name or option fails before the data is loaded
-    bundle = load_dataset(dataset)
-    recommender = build_retriever(RetrieverConfig(model=model, params=params), bundle)
-    with console.status(f"fitting {model} on {bundle.name}"):
-        recommender.fit(bundle.dataset)
-    recommender.save(out)
+    _fit_on_all(dataset, model, param).save(out)
     console.print(f"saved {model} to {out}")
 
 
