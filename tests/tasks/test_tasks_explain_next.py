@@ -88,9 +88,14 @@ def test_nonsense_that_names_no_wrong_title_is_not_shown_as_checked(movies):
     shared, _ = checker.check("Return of the Jedi is a space adventure.", HISTORY, "rotj", require_reason=True)
     assert shared == []  # a genre the item shares with the history is a reason
     for claim in ("It is a sequel to Alien.", "It premiered at the Venice Film Festival.", "It won an Oscar.",
-                  "It is the user's favorite movie.", "It is directed by George Lucas."):
+                  "It is the user's favorite movie.", "It is directed by George Lucas.",
+                  "Its plot is set in the 20th century.", "It is the best of the series.",
+                  "It takes place in a distant galaxy."):
         bad, _ = checker.check(f"Return of the Jedi is sci-fi like Alien. {claim}", HISTORY, "rotj")
         assert any("which the catalog cannot check" in v for v in bad), claim
+    for span in ("It has been a hit for over two decades.", "Fans have loved it for many years."):
+        bad, _ = checker.check(f"Return of the Jedi is sci-fi like Alien. {span}", HISTORY, "rotj")
+        assert any("which nothing supports" in v for v in bad), span
 
 
 def test_true_template_sentences_pass_the_check():

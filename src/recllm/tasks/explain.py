@@ -118,6 +118,8 @@ class ExplanationChecker:
                     violations.append(f"says {year}{'s' if decade else ''} of {names}")
             for number in _NUMBER.findall(_YEARISH.sub(" ", rest)):
                 violations.append(f"states the number {number}, which nothing supports")
+            for spelled in dict.fromkeys(m.group(0).lower() for m in _SPELLED_SPAN.finditer(rest)):
+                violations.append(f"states '{spelled}', which nothing supports")
             for claim in dict.fromkeys(m.group(0).lower() for m in _UNCHECKABLE.finditer(rest)):
                 violations.append(f"claims '{claim}', which the catalog cannot check")
         if require_reason:
@@ -156,10 +158,17 @@ class ExplanationChecker:
 _UNCHECKABLE = re.compile(
     r"\b(?:sequel|prequel|remake|reimagin\w*|based on|adapted|adaptation|directed|director|starring|stars|"
     r"actor|actress|cast|premiere\w*|festival|award\w*|oscars?|won|box office|inspired by|true story|"
-    r"favou?rite (?:movie|film) of|user'?s favou?rite|favou?rite of (?:mine|many)|critics?|critically)\b",
+    r"favou?rite (?:movie|film) of|user'?s favou?rite|favou?rite of (?:mine|many)|critics?|critically|"
+    r"series|franchise|trilogy|saga|set in|takes place|\d+(?:st|nd|rd|th) century)\b",
     re.IGNORECASE)
 """Claims about a film that its catalog facts (title, year, genres) cannot confirm: who made it, what it is
-based on or a sequel to, awards, what the user's favourite is. A checked explanation makes none."""
+based on or a sequel to (or part of a series), awards, where or when its story is set, what the user's
+favourite is. A checked explanation makes none."""
+_SPELLED_SPAN = re.compile(
+    r"\b(?:a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|a few|"
+    r"several|many) (?:decades?|years?|centur(?:y|ies)|generations?)\b", re.IGNORECASE)
+"""Spans of time spelled out ("a hit for over two decades"): numbers in words that nothing in the catalog
+supports, like the digits ``_NUMBER`` finds."""
 _YEAR_IN_PARENS = re.compile(r"\((?P<year>\d{4})\)")
 _MAX_TITLE_WORDS = 8
 _YEARISH = re.compile(r"(?<![0-9])(?:18|19|20)\d{2}(?:'?s)?(?![0-9])|'\d0s\b|\b\d0'?s\b")
