@@ -93,6 +93,9 @@ def test_nonsense_that_names_no_wrong_title_is_not_shown_as_checked(movies):
                   "It takes place in a distant galaxy."):
         bad, _ = checker.check(f"Return of the Jedi is sci-fi like Alien. {claim}", HISTORY, "rotj")
         assert any("which the catalog cannot check" in v for v in bad), claim
+    listed, _ = checker.check("Return of the Jedi fits your history of Alien, The Anticrus Line and Star Wars.",
+                              HISTORY, "rotj")
+    assert "names 'The Anticrus Line', which is not in the catalog" in listed
     for span in ("It has been a hit for over two decades.", "Fans have loved it for many years."):
         bad, _ = checker.check(f"Return of the Jedi is sci-fi like Alien. {span}", HISTORY, "rotj")
         assert any("which nothing supports" in v for v in bad), span

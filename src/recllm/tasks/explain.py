@@ -104,6 +104,8 @@ class ExplanationChecker:
             rest = sentence
             for start, end, _, _ in sorted(mentions, key=lambda x: -x[0]):
                 rest = rest[:start] + " " * (end - start) + rest[end:]
+            if len(mentions) >= 2:  # a list of titles: a title-like item in it that the catalog lacks is made up
+                violations.extend(f"names {name!r}, which is not in the catalog" for name in self._listed_unknown(rest))
             facts = [self.catalog[i] for i in dict.fromkeys([*here, item])]
             names = ", ".join(f.label() for f in facts)
             for genre in dict.fromkeys(m.genre for m in self.genre_words.mentions(rest)):
@@ -128,6 +130,20 @@ class ExplanationChecker:
             if not reasons:
                 violations.append("gives no reason tied to the user (no history title, no genre shared with it)")
         return violations, cited
+
+    def _listed_unknown(self, rest: str) -> list[str]:
+        """Capitalised phrases of two words or more, standing alone between the commas or "and"s of a list whose
+        known titles were blanked out of ``rest`` ("…, The Anticrus Line, Amadeus, …"), that are not genre
+        words: titles (or names) the catalog does not have."""
+        out = []
+        for segment in _LIST_PARTS.split(rest):
+            words = segment.strip(" .;:!?\"'").split()
+            if not 2 <= len(words) <= _MAX_TITLE_WORDS or not words[0][:1].isupper():
+                continue
+            if all(w[:1].isupper() or w.lower() in _TITLE_SMALL_WORDS for w in words) and \
+                    not self.genre_words.mentions(" ".join(words)):
+                out.append(" ".join(words))
+        return out
 
     def _mentions(self, sentence: str, allowed: set[str]) -> list[tuple[int, int, str, int | None]]:
         """``(start, end, item, year written)`` of each title in ``sentence``; a title several entries share
@@ -169,6 +185,9 @@ _SPELLED_SPAN = re.compile(
     r"several|many) (?:decades?|years?|centur(?:y|ies)|generations?)\b", re.IGNORECASE)
 """Spans of time spelled out ("a hit for over two decades"): numbers in words that nothing in the catalog
 supports, like the digits ``_NUMBER`` finds."""
+_LIST_PARTS = re.compile(r",|;|\band\b|\bor\b")
+_TITLE_SMALL_WORDS = frozenset({"a", "an", "the", "of", "and", "in", "on", "at", "to", "for", "with", "from", "by",
+                                "de", "la", "le"})
 _YEAR_IN_PARENS = re.compile(r"\((?P<year>\d{4})\)")
 _MAX_TITLE_WORDS = 8
 _YEARISH = re.compile(r"(?<![0-9])(?:18|19|20)\d{2}(?:'?s)?(?![0-9])|'\d0s\b|\b\d0'?s\b")
