@@ -12,6 +12,7 @@ import numpy as np
 
 from recllm.distributed import map_shards
 from recllm.errors import ConfigError
+from recllm.eval.protocols import masked_scores
 from recllm.models.base import Recommender
 from recllm.ranking import top_k
 
@@ -26,10 +27,7 @@ def recommend_shard(users: np.ndarray, model: Recommender, k: int) -> tuple[np.n
     scores = np.full((len(users), k), -np.inf, dtype=np.float64)
     for start in range(0, len(users), BATCH_USERS):
         batch = users[start:start + BATCH_USERS]
-        histories = [model.history_of(int(u)) for u in batch]
-        block = model.score(batch, histories).astype(np.float64)
-        for row, history in enumerate(histories):
-            block[row, history] = -np.inf
+        block = masked_scores(model, batch, [model.history_of(int(u)) for u in batch])
         best = top_k(block, k)
         chosen = np.take_along_axis(block, best, axis=1)
         keep = np.isfinite(chosen)

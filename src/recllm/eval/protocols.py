@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,7 +67,8 @@ def build_queries(history: Dataset, holdout: Dataset) -> Queries:
     return Queries(users.astype(np.int64), histories, targets)
 
 
-def _masked_scores(model: Recommender, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+def masked_scores(model: Recommender, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    """The model's scores (float64) for ``users`` with each user's history items set to -inf."""
     scores = model.score(users, histories).astype(np.float64)
     for row, seen in enumerate(histories):
         scores[row, seen] = -np.inf
@@ -87,7 +88,7 @@ def evaluate_full(model: Recommender, queries: Queries, *, ks: tuple[int, ...] =
         stop = min(start + batch_size, len(queries.users))
         users = queries.users[start:stop]
         histories = queries.histories[start:stop]
-        scores = _masked_scores(model, users, histories)
+        scores = masked_scores(model, users, histories)
         tops.append(top_k(scores, kmax))
         for row, targets in enumerate(queries.targets[start:stop]):
             all_ranks.append(pessimistic_ranks(np.repeat(scores[row:row + 1], len(targets), axis=0), targets))

@@ -9,7 +9,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recllm.errors import RecllmError
 from recllm.serve.list_cache import ListCache
-from recllm.serve.llm_queue import LLMQueue, QueueFullError
+from recllm.serve.llm_queue import LLMQueue
 from recllm.serve.operations import Metrics, Operations
 from recllm.serve.service import NotFoundError, Recommendations, Service, ServiceConfig, ServiceError
 from recllm.serve.storage import StorageError, Store
@@ -421,10 +421,7 @@ def _protected(method: str, path: str) -> bool:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        response = _error(exc.status, str(exc))
-        if isinstance(exc, QueueFullError):
-            response.headers["retry-after"] = str(exc.retry_after_s)
-        return response
+        return _error(exc.status, str(exc), headers=exc.headers)
 
     @app.exception_handler(StorageError)
     async def storage_error(_: Request, exc: StorageError) -> JSONResponse:
@@ -438,10 +435,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         """The framework's own refusals (no such route, wrong method, a body that does not parse) in the
         same shape as every other error."""
-        response = _error(exc.status_code, str(exc.detail))
-        for name, value in (exc.headers or {}).items():
-            response.headers[name] = value
-        return response
+        return _error(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -469,11 +463,12 @@ def _json_safe(value: Any) -> Any:
     return repr(value)[:200]
 
 
-def _error(status: int, message: str, details: Any = None) -> JSONResponse:
+def _error(status: int, message: str, details: Any = None, headers: Mapping[str, str] | None = None
+           ) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if details is not None:
         body["details"] = details
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(status_code=status, content=body, headers=dict(headers or {}))
 
 
 def _item(item: Any) -> ItemOut:

@@ -25,6 +25,10 @@ class QueueFullError(ServiceError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after_s)}
+
 
 class LLMQueue:
     """At most ``limit`` model requests queued or running; each runs on the one model thread."""

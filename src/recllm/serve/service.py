@@ -61,9 +61,14 @@ HEALTH_TIMEOUT_S = 3.0
 
 
 class ServiceError(RecllmError):
-    """A request the service cannot serve; ``status`` is the HTTP status it maps to."""
+    """A request the service cannot serve; ``status`` is the HTTP status it maps to, ``headers`` any headers
+    the answer carries (Retry-After, say)."""
 
     status = 400
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class NotFoundError(ServiceError):
@@ -213,10 +218,15 @@ class Service:
         with self._items_lock:
             if self._new_items is None:
                 added = NewItems(self.data.catalog, self.wish_matcher)
-                for record in self.store.items():
-                    added.add(_item_of(record))
+                self._add_stored(added)
                 self._new_items = added
             return self._new_items
+
+    def _add_stored(self, added: NewItems) -> None:
+        """Add to ``added`` the stored items it lacks (all of them at start; later, those another worker added)."""
+        for record in self.store.items():
+            if record.id not in added:
+                added.add(_item_of(record))
 
     def list_version(self, user: str) -> tuple[int, int]:
         """What ``user``'s lists depend on in the store (``Store.list_version``): a cached list is current while
@@ -233,9 +243,7 @@ class Service:
         if stored == len(self.new_items):
             return
         with self._items_lock:
-            for record in self.store.items():
-                if record.id not in self.new_items:
-                    self.new_items.add(_item_of(record))
+            self._add_stored(self.new_items)
 
     def add_item(self, title: str, *, item: str | None = None, year: int | None = None,
                  genres: Sequence[str] = (), description: str = "") -> Item:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql import Executable
 
 from recllm.artifacts import recllm_home
 from recllm.errors import ConfigError, RecllmError
@@ -269,23 +270,14 @@ class Store:
 
     def feedback(self, user: str | None = None) -> list[FeedbackRecord]:
         """Feedback events, oldest first; those of ``user`` only when given."""
-        statement = _ALL_FEEDBACK if user is None else _USER_FEEDBACK
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(statement, {"user": user}).all()
-        except SQLAlchemyError as exc:
-            raise StorageError(f"database {self.safe_url}: {exc}") from exc
-        return [_feedback(row) for row in rows]
+        return [_feedback(row) for row in self._read(_ALL_FEEDBACK if user is None else _USER_FEEDBACK,
+                                                     {"user": user})]
 
     def list_version(self, user: str) -> tuple[int, int]:
         """(the id of ``user``'s newest feedback event, 0 when none; the number of items added at run time): one
         indexed read that tells a process whether what it cached for ``user`` still holds, whichever process
         (or machine, on PostgreSQL) wrote the change. Feedback ids only grow, so a new event changes it."""
-        try:
-            with self.engine.connect() as connection:
-                row = connection.execute(_LIST_VERSION, {"user": user}).one()
-        except SQLAlchemyError as exc:
-            raise StorageError(f"database {self.safe_url}: {exc}") from exc
+        row = self._read(_LIST_VERSION, {"user": user})[0]
         return int(row[0]), int(row[1])
 
     # ---- items added at run time -------------------------------------------------------------------
@@ -309,11 +301,7 @@ class Store:
 
     def item_count(self) -> int:
         """How many items were added at run time (a cheap check whether this process has them all)."""
-        try:
-            with self.engine.connect() as connection:
-                return int(connection.execute(_ITEM_COUNT).scalar_one())
-        except SQLAlchemyError as exc:
-            raise StorageError(f"database {self.safe_url}: {exc}") from exc
+        return int(self._read(_ITEM_COUNT)[0][0])
 
     def users(self) -> list[str]:
         with self._session() as session:
@@ -418,6 +406,15 @@ class Store:
             return session.scalar(select(func.count()).select_from(_CacheEntry)) or 0
 
     # ---- helpers -----------------------------------------------------------------------------------
+    def _read(self, statement: Executable, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        """The rows of one prebuilt read statement, on a pooled connection without an ORM session (the reads on
+        every request); database errors become StorageError naming the database."""
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(statement, params or {}).all()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database {self.safe_url}: {exc}") from exc
+
     def _session(self) -> _Transaction:
         return _Transaction(self)
 
