@@ -38,6 +38,7 @@ from recllm.llm.base import (
     _check_texts,
 )
 from recllm.llm.constrained import GrammarLogitsProcessor, compile_grammar, constraint_key, llguidance_tokenizer
+from recllm.llm.prefix_cache import PrefixKVCache
 from recllm.llm.resolve import CHATML_TEMPLATE, ResolvedModel, resolve_llm
 from recllm.torch_runtime import pick_device
 
@@ -94,6 +95,8 @@ class HFBackend(LLM):
 
     ``score_batch_size`` continuations are scored per forward pass, ``generate_batch_size`` greedy requests
     decoded together. ``num_threads`` sets torch's (process-wide) CPU thread count when given.
+    ``prefix_cache`` keeps the key/value caches of that many recent scoring prompts (0: none), so a prompt that
+    begins like one of them reads only its new tokens (``recllm.llm.prefix_cache``).
     Output constrained by a JSON schema or a Lark grammar (``can_schema``, ``can_grammar``) is decoded through
     llguidance (``recllm.llm.constrained``): every token outside the grammar is masked, so the output follows it.
     """
@@ -112,6 +115,7 @@ class HFBackend(LLM):
         score_batch_size: Annotated[int, Field(ge=1)] = 32,
         generate_batch_size: Annotated[int, Field(ge=1)] = 8,
         num_threads: Annotated[int, Field(ge=1)] | None = None,
+        prefix_cache: Annotated[int, Field(ge=0)] = 4,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -124,6 +128,7 @@ class HFBackend(LLM):
         self.dtype = pick_dtype(dtype, self.device)
         self.score_batch_size = score_batch_size
         self.generate_batch_size = generate_batch_size
+        self.prefix_cache = PrefixKVCache(prefix_cache)
         start = time.perf_counter()
         try:
             with quiet_progress_bars():  # a sub-second load needs no bar on the user's terminal
@@ -263,20 +268,43 @@ class HFBackend(LLM):
                                   scored_tokens=scored, seconds=time.perf_counter() - start)
         return scores
 
+    def _read_prompt(self, prompt_ids: list[int], *, need_cache: bool) -> tuple[torch.Tensor, Any, bool]:
+        """The prompt through the model: log-probabilities of the next token (float32, on the CPU), the key/value
+        cache covering the prompt (None unless ``need_cache`` or the prefix cache keeps it), and whether that
+        cache is shared with the prefix cache (copy it before extending it). Tokens a kept prompt shares with
+        this one are not read again; an exact repeat reads none."""
+        kept = self.prefix_cache.entries > 0
+        reuse = self.prefix_cache.lookup(prompt_ids) if kept else None
+        if reuse is not None and reuse.last is not None:
+            return reuse.last, reuse.cache, True
+        shared = reuse.shared if reuse is not None else 0
+        inputs: dict[str, Any] = {"input_ids": torch.tensor([prompt_ids[shared:]], device=self.device),
+                                  "use_cache": need_cache or kept}
+        if reuse is not None and reuse.cache is not None:
+            inputs[self._cache_name] = reuse.cache
+            inputs["position_ids"] = torch.arange(shared, len(prompt_ids), device=self.device).unsqueeze(0)
+        out = self._forward(keep=1, **inputs)
+        last = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
+        cache = getattr(out, self._cache_name) if (need_cache or kept) else None
+        if kept:
+            self.prefix_cache.store(prompt_ids, cache, last)
+        return last, cache, kept
+
     def _score_reusing_prefix(self, prompt_ids: list[int], conts: list[list[int]], order: list[int],
                               scores: np.ndarray) -> None:
         n_prompt = len(prompt_ids)
-        out = self._forward(keep=1, input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
-        prefix_cache = getattr(out, self._cache_name)  # a Cache object (e.g. DynamicCache), not legacy tuples
+        first, prefix_cache, shared = self._read_prompt(prompt_ids, need_cache=True)
         chunks = list(_chunks(order, self.score_batch_size))
         for number, chunk in enumerate(chunks):
             width = max(len(conts[i]) for i in chunk) - 1  # the last token of each continuation is not fed
             total = torch.tensor([first[conts[i][0]].item() for i in chunk], dtype=torch.float64)
             if width > 0:
+                if prefix_cache is None:  # an exact repeat of a prompt whose cache was not kept
+                    _, prefix_cache, shared = self._read_prompt(prompt_ids, need_cache=True)
                 ids, mask = self._right_padded([conts[i][:-1] for i in chunk], width)
-                # the batch extends the cache in place: copy it unless no later batch needs the bare prefix
-                cache = prefix_cache if number == len(chunks) - 1 else copy.deepcopy(prefix_cache)
+                # the batch extends the cache in place: copy it unless no later batch and no later prompt needs it
+                last = number == len(chunks) - 1 and not shared
+                cache = prefix_cache if last else copy.deepcopy(prefix_cache)
                 cache.batch_repeat_interleave(len(chunk))
                 attention = torch.cat([torch.ones((len(chunk), n_prompt), dtype=mask.dtype, device=self.device),
                                        mask], dim=1)
@@ -328,8 +356,7 @@ class HFBackend(LLM):
                                f"({pieces}); next_token_logprobs needs single-token labels")
             label_ids.append(ids[0])
         with torch.inference_mode():
-            logits = self._forward(keep=1, input_ids=torch.tensor([prompt_ids], device=self.device)).logits
-            logp = torch.log_softmax(logits[0, -1].float(), dim=-1).double().cpu()
+            logp = self._read_prompt(prompt_ids, need_cache=False)[0].double()
         self.usage.record_scoring(prompt_tokens=len(prompt_ids), scored_tokens=len(tokens),
                                   seconds=time.perf_counter() - start)
         return logp[label_ids].numpy()
