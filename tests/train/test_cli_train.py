@@ -60,13 +60,14 @@ def test_semantic_ids_then_tiger_report_stats_metrics_and_zero_invalid(dataset: 
 
 def test_train_lm_writes_an_adapter_the_rerankers_load(dataset: str, tmp_path: Path) -> None:
     out = tmp_path / "lm"
-    proc = recllm("train", "lm", "--dataset", dataset, "--tasks", "next,rate", "--max-examples", "6",
+    proc = recllm("train", "lm", "--dataset", dataset, "--tasks", "next,rank,rate", "--max-examples", "6",
                   "--max-steps", "2", "--batch-size", "4", "--out", str(out), "-o", "lora.eval_fraction=0.3",
-                  "-o", "lora.num_threads=2")
+                  "-o", "lora.num_threads=2", "-o", "data.n_candidates=4", "--negatives-from", "itemknn",
+                  "-o", "retriever.neighbors=10")
     assert proc.returncode == 0, proc.stderr
-    assert "next 6, rate 6" in proc.stdout and "train loss" in proc.stdout
+    assert "next 6, rank 6, rate 6" in proc.stdout and "train loss" in proc.stdout
     record = json.loads((out / "recllm-train.json").read_text())
-    assert record["tasks"] == {"next": 6, "rate": 6} and record["result"]["steps"] == 2
+    assert record["tasks"] == {"next": 6, "rank": 6, "rate": 6} and record["result"]["steps"] == 2
     assert (out / "adapter_model.safetensors").exists()
 
     rec = recllm("recommend", "--dataset", dataset, "--user", "u0", "--k", "3", "--rerank", "likelihood",
@@ -99,7 +100,9 @@ def test_train_distill_writes_a_student_that_recommends_with_no_language_model(d
     (("--naming", "semantic"), "--naming semantic needs --semantic-ids"),
     (("--tasks", "next,guess"), "unknown instruction task 'guess'"),
     (("--llm", "openai:http://127.0.0.1:9/v1"), "LoRA tuning needs a transformers model"),
-    (("-o", "model.r=4"), "use data.KEY or lora.KEY"),
+    (("-o", "model.r=4"), "use data.KEY, lora.KEY or retriever.KEY"),
+    (("-o", "retriever.neighbors=4"), "name it with --negatives-from MODEL"),
+    (("--negatives-from", "nosuchmodel"), "unknown model 'nosuchmodel'"),
     (("-o", "data.n_candidatez=4"), "n_candidatez"),
 ])
 def test_bad_train_options_fail_with_one_line(dataset: str, tmp_path: Path, args: tuple[str, ...],

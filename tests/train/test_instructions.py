@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from recllm.data import DataBundle, Dataset, Item, ItemCatalog
 from recllm.data.splits import Split, leave_one_out
 from recllm.errors import ConfigError
 from recllm.llm import LLM
+from recllm.models.registry import create_model
 from recllm.prompts import user_history
 from recllm.rerank import LikelihoodReranker, VerbalizerReranker
 from recllm.tasks import Explainer, ExplanationChecker, RatingPredictor
@@ -292,3 +294,75 @@ def test_prompts_are_exactly_what_the_inference_components_read(shows: DataBundl
         else:
             prompt = explainer.builder.build(ids, target=example.item)
             assert prompt.render(llm) == example.render(llm)
+
+
+# ---- hard negatives (LlamaRec): the retriever's own top items for the history before the target ----------------
+def _bundle(sequences: dict[str, list[str]], catalog: ItemCatalog) -> DataBundle:
+    users = [u for u, seq in sequences.items() for _ in seq]
+    items = [i for seq in sequences.values() for i in seq]
+    stamps = [100 * step for seq in sequences.values() for step in range(len(seq))]
+    return DataBundle(Dataset.from_ids(users, items, timestamps=np.array(stamps), name="shows"), catalog)
+
+
+def test_hard_negatives_are_the_retrievers_top_items_for_the_history_before_the_target(shows: DataBundle) -> None:
+    split = leave_one_out(shows.dataset)
+    retriever = create_model("itemknn", {"neighbors": 5}).fit(split.train)
+    built = build_instructions(split, shows.catalog, tasks=("rank",), n_candidates=4, negatives="retriever",
+                               retriever=retriever, max_history=3)
+    vocab = retriever.item_vocab
+    assert vocab is not None and built.counts["rank"] > 0
+    positions = []
+    for example in built:
+        train = _train_windows(split, example.user)
+        t = next(t for t, item in enumerate(train) if item == example.item and tuple(train[max(0, t - 3):t])
+                 == example.history)
+        scores = retriever.score(np.array([-1]), [vocab.indices(train[:t])])[0].astype(np.float64)
+        scores[vocab.indices(train)] = -np.inf  # never the user's own training items
+        ids = np.asarray(vocab.ids, dtype=str)
+        expected = set(ids[np.lexsort((ids, -scores))[:3]])
+        assert set(example.candidates) - {example.item} == expected
+        positions.append(example.candidates.index(example.item))
+    assert len(set(positions)) > 1  # still shuffled
+
+
+def test_hard_negatives_never_see_held_out_interactions(shows: DataBundle) -> None:
+    """Two data sets that differ only in their held-out (validation and test) interactions give the same tuning
+    data, and a retriever fitted on more than the training part is refused."""
+    changed = {user: seq[:-2] + [m for m in (f"m{i}" for i in range(12, 0, -1)) if m not in seq][:2]
+               for user, seq in SEQUENCES.items()}
+    assert changed != SEQUENCES
+    built = []
+    for bundle in (shows, _bundle(changed, shows.catalog)):
+        split = leave_one_out(bundle.dataset)
+        retriever = create_model("ease", {"l2": 10.0}).fit(split.train)
+        built.append([(e.render(), e.target) for e in build_instructions(
+            split, shows.catalog, tasks=("rank",), n_candidates=4, negatives="retriever", retriever=retriever)])
+    assert built[0] == built[1]
+    split = leave_one_out(shows.dataset)
+    everything = create_model("ease", {"l2": 10.0}).fit(shows.dataset)
+    with pytest.raises(ConfigError, match="not fitted on exactly the training part"):
+        build_instructions(split, shows.catalog, tasks=("rank",), negatives="retriever", retriever=everything)
+    with pytest.raises(ConfigError, match="not fitted on exactly the training part"):
+        build_heldout_examples(split, shows.catalog, tasks=("rank",), negatives="retriever", retriever=everything)
+
+
+def test_hard_negatives_need_a_retriever_and_a_retriever_needs_them(shows: DataBundle) -> None:
+    split = leave_one_out(shows.dataset)
+    with pytest.raises(ConfigError, match="needs a retriever fitted on the training part"):
+        build_instructions(split, shows.catalog, tasks=("rank",), negatives="retriever")
+    retriever = create_model("pop").fit(split.train)
+    with pytest.raises(ConfigError, match="negatives='random'"):
+        build_instructions(split, shows.catalog, tasks=("rank",), retriever=retriever)
+
+
+def test_heldout_hard_negatives_come_from_the_training_retriever(shows: DataBundle) -> None:
+    split = leave_one_out(shows.dataset)
+    retriever = create_model("pop").fit(split.train)
+    built = build_heldout_examples(split, shows.catalog, tasks=("rank",), n_candidates=3, negatives="retriever",
+                                   retriever=retriever)
+    counts = Counter(split.train.item_vocab.lookup_ids(split.train.items))
+    assert built.counts["rank"] == len(SEQUENCES)
+    for example in built:
+        seen = set(_train_windows(split, example.user)) | _held_out(split, example.user)  # history, valid, target
+        popular = sorted((i for i in counts if i not in seen), key=lambda i: (-counts[i], i))  # ties by id
+        assert set(example.candidates) - {example.item} == set(popular[:2])

@@ -138,11 +138,19 @@ def test_tuned_folder_loads_through_create_llm_and_answers_differently(run: Trai
         assert ours[letters.index(example.target)] > base[letters.index(example.target)]
 
 
+def test_bfloat16_autocast_trains_on_a_cpu(tmp_path: Path, one_thread: None) -> None:
+    result = train_lora(_examples(), tmp_path / "bf16", **{**SETTINGS, "save_every": None, "precision": "bf16",
+                                                            "device": "cpu"})
+    assert result.precision == "torch.bfloat16" and result.device == "cpu"
+    assert result.losses[-1] < result.losses[0]
+    assert all(np.isfinite(e.loss) for e in result.evals)
+
+
 def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="target_modules"):
         LoraTrainConfig(target_modules="")
     with pytest.raises(ConfigError, match="needs a GPU"):
-        train_lora(_examples(), tmp_path / "x", precision="bf16", device="cpu")
+        train_lora(_examples(), tmp_path / "x", precision="fp16", device="cpu")
     with pytest.raises(ConfigError, match="no examples"):
         train_lora([], tmp_path / "y")
     with pytest.raises(ConfigError, match="lora config: rank"):

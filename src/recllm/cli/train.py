@@ -50,9 +50,14 @@ def train_lm(
     = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in --out.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the examples, LoRA initialisation and data order.")] = 0,
+    negatives_from: Annotated[str | None, typer.Option(
+        "--negatives-from", help="Hard negatives for the rank task (LlamaRec): this retriever's top items for the "
+        "history before each target, the retriever fitted on the training part only (e.g. sasrec; its "
+        "hyper-parameters as retriever.KEY options). Default: random catalog items.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Further KEY=VALUE: instruction "
                                                      "fields as data.KEY (e.g. data.n_candidates=20), LoRA "
-                                                     "fields as lora.KEY (e.g. lora.alpha=32).")] = None,
+                                                     "fields as lora.KEY (e.g. lora.alpha=32), the "
+                                                     "--negatives-from retriever's as retriever.KEY.")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """LoRA-tune a causal LM on P5-style instruction data (TALLRec with --tasks yesno) from the training
@@ -64,9 +69,12 @@ def train_lm(
     from recllm.train.lora import train_lora
 
     extra = parse_params(option, None)
-    unknown = set(extra) - {"data", "lora"}
+    unknown = set(extra) - {"data", "lora", "retriever"}
     if unknown:
-        raise ConfigError(f"--option '{sorted(unknown)[0]}.…': use data.KEY or lora.KEY")
+        raise ConfigError(f"--option '{sorted(unknown)[0]}.…': use data.KEY, lora.KEY or retriever.KEY")
+    if "retriever" in extra and negatives_from is None:
+        raise ConfigError("--option retriever.KEY=VALUE sets the --negatives-from retriever; name it with "
+                          "--negatives-from MODEL")
     names = None
     if semantic_ids is not None:
         from recllm.train.semantic_ids import SemanticIds
@@ -80,10 +88,17 @@ def train_lm(
     with console.status(f"loading {dataset} and building instructions"):
         bundle = load_dataset(dataset)
         split = make_split(bundle, seed=seed)
+        hard: dict[str, Any] = {}
+        if negatives_from is not None:
+            from recllm.pipeline import RetrieverConfig, build_retriever
+
+            retriever = build_retriever(RetrieverConfig(model=negatives_from, params=extra.get("retriever", {})),
+                                        bundle)
+            hard = {"negatives": "retriever", "retriever": retriever.fit(split.train, valid=split.valid)}
         examples = build_instructions(split, bundle.catalog, tasks=tuple(t.strip() for t in tasks.split(",")
                                                                           if t.strip()),
                                       naming=naming, seed=seed, max_examples_per_task=max_examples,
-                                      semantic_ids=names, **extra.get("data", {}))
+                                      semantic_ids=names, **extra.get("data", {}), **hard)
     console.print(f"{len(examples):,} examples from the training part of {bundle.name}: "
                   + ", ".join(f"{task} {n:,}" for task, n in examples.counts.items()))
     lora_options = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "r": rank,

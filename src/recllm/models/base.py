@@ -94,6 +94,15 @@ class Recommender(ABC):
     @abstractmethod
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None: ...
 
+    def fitted_on(self, dataset: Dataset) -> bool:
+        """Whether this model was fitted on exactly ``dataset``'s interactions (same items, same histories): lets
+        callers prove that a model saw no held-out interaction."""
+        if self.item_vocab is None or self._history_indptr is None or self._history_items is None:
+            return False
+        return (self.item_vocab == dataset.item_vocab and self.user_vocab == dataset.user_vocab
+                and np.array_equal(self._history_indptr, np.asarray(dataset.sequence_indptr))
+                and np.array_equal(self._history_items, np.asarray(dataset.sequence_items)))
+
     # ---- scoring ----------------------------------------------------------------------------------
     @abstractmethod
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:

@@ -7,8 +7,10 @@ reads it:
 - ``next``: the ``rank-likelihood`` prompt (ends "Next movie:") -> " Title (Year)" of the next item, as the
   LikelihoodReranker scores it; or (``next_prompt="generate"``) the ``next-item`` prompt -> "Title (Year)",
   as ZeroShotNextItem reads it.
-- ``rank``: the ``rank-verbalizer`` prompt, the next item among sampled negatives (shuffled) -> its label,
-  as the VerbalizerReranker reads it.
+- ``rank``: the ``rank-verbalizer`` prompt, the next item among negatives (shuffled) -> its label, as the
+  VerbalizerReranker reads it. Negatives are drawn at random from the catalog, or (``negatives="retriever"``,
+  LlamaRec's hard negatives) are a retriever's own top items for the history before the target: the
+  candidates the re-ranker meets at inference, which random items are far easier to tell apart from.
 - ``rate``: the ``rating`` prompt plus the cue "Rating:" -> the rating digit, as RatingPredictor reads it.
 - ``explain``: the ``explain`` prompt -> genres and era the item shares with history items (catalog facts,
   ``template_explanation``), as the Explainer is asked.
@@ -19,7 +21,10 @@ Leakage: examples come from the training interactions only. Each target is a tra
 user and its history the user's training interactions before it (sliding windows over the train sequence),
 so no validation or test interaction is ever a target, a history item or a rating shown. Negatives of the
 ``rank`` task are drawn from items outside the user's training history, without looking at held-out data
-(so a user's test item may be a negative; that can only hurt, never flatter, test figures).
+(so a user's test item may be a negative; that can only hurt, never flatter, test figures). A retriever for
+hard negatives must have been fitted on exactly the training part (``Recommender.fitted_on``, checked), and it
+scores the history before the target as an ad-hoc user, so neither held-out interactions nor the user's later
+training items reach a negative through it.
 
 Item naming: ``title`` (the catalog's titles), ``random-id`` (a seeded random permutation of the items mapped
 to ``item_1 .. item_N``: sequential ids would let a model read the answer off the numbering, as critiques of
@@ -44,6 +49,7 @@ from recllm.data.dataset import Dataset
 from recllm.data.splits import Split
 from recllm.errors import ConfigError, RecllmError
 from recllm.llm.base import LLM
+from recllm.models.base import Recommender
 from recllm.prompts import HistoryEntry, Prompt, PromptBuilder, Template, parse_template
 from recllm.prompts.naming import named_catalog
 from recllm.tasks.explain import template_explanation
@@ -73,6 +79,7 @@ class InstructionConfig(BaseModel):
     min_history: int = Field(default=1, ge=1)
     max_history: int | None = Field(default=20, ge=1)
     n_candidates: int = Field(default=10, ge=2)
+    negatives: Literal["random", "retriever"] = "random"
     label_style: str = "letters"
     like_threshold: float = 4.0
     scale: tuple[int, int] = (1, 5)
@@ -316,11 +323,16 @@ class _Maker:
     """Turns (user sequence, position) into one example of a task, or None when the position does not fit."""
 
     def __init__(self, catalog: ItemCatalog, source: ItemCatalog, config: InstructionConfig, llm: LLM | None,
-                 names: Mapping[str, str] | None) -> None:
+                 names: Mapping[str, str] | None, retriever: Recommender | None = None) -> None:
         self.catalog = catalog
         self.config = config
         self.builders = _Builders(catalog, config, llm)
         self.pool = np.asarray(catalog.ids, dtype=object)  # negatives: any named catalog item
+        self.retriever = retriever
+        if retriever is not None:  # items a retriever may offer as negatives: those the prompts can name
+            assert retriever.item_vocab is not None
+            self.nameable = np.array([i in catalog for i in retriever.item_vocab.ids], dtype=bool)
+            self.item_ids = np.asarray(retriever.item_vocab.ids, dtype=str)
         # explanations cite facts: the named catalog when it has them, else names with the source's facts
         self.explain_catalog = catalog if names is None or config.id_facts else named_catalog(source, names,
                                                                                                facts=True)
@@ -337,7 +349,8 @@ class _Maker:
             prompt = builder.build(ids)
             return Example(task, prompt, self.catalog[item].label(), seq.user, item)
         if task == "rank":
-            candidates = self._candidates(seq, item, rng)
+            candidates = (self._hard_candidates(seq, t, rng) if self.retriever is not None
+                          else self._candidates(seq, item, rng))
             if candidates is None:
                 return None
             prompt = builder.build(ids, candidates=candidates)
@@ -381,6 +394,26 @@ class _Maker:
                 return None
             negatives = [rest[int(i)] for i in rng.choice(len(rest), size=n_neg, replace=False)]
         candidates = [*negatives, item]
+        rng.shuffle(candidates)
+        return tuple(candidates)
+
+
+    def _hard_candidates(self, seq: _Sequence, t: int, rng: np.random.Generator) -> tuple[str, ...] | None:
+        """The retriever's top ``n_candidates - 1`` items for the history before position ``t`` (scored as an
+        ad-hoc user), outside the user's training items, plus the target, shuffled."""
+        retriever = self.retriever
+        assert retriever is not None and retriever.item_vocab is not None
+        vocab = retriever.item_vocab
+        n_neg = self.config.n_candidates - 1
+        history = vocab.indices(seq.items[:t])
+        scores = np.asarray(retriever.score(np.array([-1]), [history])[0], dtype=np.float64)
+        allowed = self.nameable.copy()
+        allowed[vocab.indices(seq.items)] = False  # the user's own training items, the target among them
+        if allowed.sum() < n_neg:
+            return None
+        pool = np.flatnonzero(allowed)
+        ranked = pool[np.lexsort((self.item_ids[pool], -scores[pool]))]  # ties by item id, not vocabulary order
+        candidates = [*vocab.lookup_ids(ranked[:n_neg]), seq.items[t]]
         rng.shuffle(candidates)
         return tuple(candidates)
 
@@ -437,6 +470,7 @@ def build_instructions(
     *,
     semantic_ids: SemanticNames | None = None,
     llm: LLM | None = None,
+    retriever: Recommender | None = None,
     **options: Any,
 ) -> InstructionSet:
     """Instruction examples from the training interactions of ``data`` (a Split's ``train``, or a Dataset that
@@ -449,8 +483,10 @@ def build_instructions(
     - ``max_examples_per_task``: a seeded random sample of that many positions per task (None: all).
     - ``min_history``: items before the target at least; ``max_history``: newest items shown (as
       ``PromptBuilder``, default 20: use the same value at inference).
-    - ``n_candidates`` (rank): the true next item among ``n_candidates - 1`` sampled negatives;
-      ``label_style``: verbalizer labels.
+    - ``n_candidates`` (rank): the true next item among ``n_candidates - 1`` negatives; ``negatives``:
+      "random" (drawn from the catalog) or "retriever" (``retriever``'s top items for the history before the
+      target: hard negatives; the retriever must be fitted on the training part only); ``label_style``:
+      verbalizer labels.
     - ``like_threshold`` (yesno; explain with ``explain_liked_only``): ratings at or above it are "liked".
     - ``scale``, ``rating_cue`` (rate): as ``RatingPredictor`` (its default cue "Rating:").
     - ``next_prompt``: "likelihood" (the rank-likelihood prompt, target " Title (Year)") or "generate"
@@ -465,7 +501,7 @@ def build_instructions(
     cfg = _config(config, options)
     dataset = _train_part(data)
     prompts_catalog, names = _prepare(dataset, catalog, cfg, semantic_ids)
-    maker = _Maker(prompts_catalog, catalog, cfg, llm, names)
+    maker = _Maker(prompts_catalog, catalog, cfg, llm, names, _checked_retriever(retriever, cfg, dataset))
     sequences = _sequences(dataset)
     lengths = np.array([len(s.items) for s in sequences], dtype=np.int64)
     spans = np.maximum(lengths - cfg.min_history, 0)
@@ -500,6 +536,23 @@ def build_instructions(
     return InstructionSet(tuple(examples), prompts_catalog, names, cfg, counts, skipped)
 
 
+def _checked_retriever(retriever: Recommender | None, config: InstructionConfig,
+                       train: Dataset) -> Recommender | None:
+    """The retriever for hard negatives, checked to be wanted, fitted, and fitted on ``train`` exactly."""
+    if config.negatives == "random":
+        if retriever is not None:
+            raise ConfigError("a retriever was given for instruction data with negatives='random': pass "
+                              "negatives='retriever' to draw hard negatives from it, or no retriever")
+        return None
+    if retriever is None:
+        raise ConfigError("negatives='retriever' needs a retriever fitted on the training part (retriever=...)")
+    if not retriever.fitted_on(train):
+        raise ConfigError(f"the retriever for hard negatives ({retriever.name}) was not fitted on exactly the "
+                          f"training part of {train.name}: a model that saw validation or test interactions would "
+                          "leak them into the tuning data; fit it on split.train")
+    return retriever
+
+
 def _why(task: str) -> str:
     return {"explain": "target not liked, or no genre or era shared with the history",
             "rank": "too few items outside the user's history for negatives"}.get(task, "not applicable")
@@ -513,11 +566,13 @@ def build_heldout_examples(
     part: Literal["valid", "test"] = "test",
     semantic_ids: SemanticNames | None = None,
     llm: LLM | None = None,
+    retriever: Recommender | None = None,
     **options: Any,
 ) -> InstructionSet:
     """Evaluation examples: each user's held-out ``part`` interaction as the target, with everything before
     it (train, plus validation for ``test``) as history. Never train on these; they are for measuring
-    (e.g. TALLRec AUC on ``yesno``). ``max_examples_per_task`` samples users (seeded)."""
+    (e.g. TALLRec AUC on ``yesno``). ``max_examples_per_task`` samples users (seeded). Hard negatives
+    (``negatives="retriever"``) come from a retriever fitted on ``split.train``, as at inference."""
     cfg = _config(config, options)
     heldout = split.test if part == "test" else split.valid if part == "valid" else None
     if heldout is None:
@@ -525,7 +580,7 @@ def build_heldout_examples(
     seen = split.test_history() if part == "test" else split.train
     prompts_catalog, names = _prepare(seen, catalog, cfg, semantic_ids)
     _prepare(heldout, catalog, cfg, semantic_ids)
-    maker = _Maker(prompts_catalog, catalog, cfg, llm, names)
+    maker = _Maker(prompts_catalog, catalog, cfg, llm, names, _checked_retriever(retriever, cfg, split.train))
     before = {s.user: s for s in _sequences(seen)}
     targets = _sequences(heldout)
     examples: list[Example] = []

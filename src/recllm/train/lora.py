@@ -291,14 +291,18 @@ def _schedule(total: int, warmup: int) -> Callable[[int], float]:
 
 
 def _precision(choice: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None: plain float32). ``auto``: bf16 (or fp16) on a GPU, fp32 on the CPU."""
+    """The autocast dtype (None: plain float32). ``auto``: bf16 (or fp16) on a GPU, fp32 on the CPU; ``bf16``
+    also on a CPU, where native bfloat16 instructions (AVX512-BF16, AMX) make a step about 2x faster (measured
+    on 2 cores: 25 s against 55 s for 8 verbalizer examples)."""
     if choice == "fp32" or (choice == "auto" and device.type != "cuda"):
         return None
     if choice == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if choice == "bf16":
+        return torch.bfloat16
     if device.type != "cuda":
-        raise ConfigError(f"precision '{choice}' needs a GPU; on {device.type} use fp32 (or auto)")
-    return torch.bfloat16 if choice == "bf16" else torch.float16
+        raise ConfigError(f"precision '{choice}' needs a GPU; on {device.type} use fp32, bf16 or auto")
+    return torch.float16
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------------
@@ -412,7 +416,8 @@ def train_lora(
     - ``save_every`` steps a checkpoint (the newest ``keep_checkpoints`` kept); ``resume=True`` continues from
       the newest; ``overwrite=True`` replaces an earlier run in ``out_dir``.
     - ``device`` (auto: a GPU when there is one), ``precision`` (auto: bf16/fp16 autocast on a GPU, fp32 on
-      a CPU), ``num_threads`` (torch CPU threads while training; restored after).
+      a CPU; bf16 on a CPU with native bfloat16 is about 2x faster), ``num_threads`` (torch CPU threads while
+      training; restored after).
     - ``gradient_checkpointing``: keep only each decoder layer's input and recompute the rest in the backward
       pass: activation memory falls by about the layer count, a step costs roughly one more forward pass, and
       the result is the same (dropout masks are replayed), so a run may be resumed with it on or off.
