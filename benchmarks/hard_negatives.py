@@ -139,14 +139,17 @@ def docs(_: argparse.Namespace) -> None:
             float(np.mean(mine - base)), *paired_interval(mine, base))
         loss = r.get("heldout_loss", {})
         lat = r.get("latency_p50_s")
-        lines.append(f"| {r['name']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {diff} | "
-                     f"{loss.get('random', float('nan')):.3f} | {loss.get('hard', float('nan')):.3f} | "
+        losses = " | ".join(f"{loss[k]:.3f}" if k in loss else "-" for k in KINDS)
+        lines.append(f"| {r['name']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {diff} | {losses} | "
                      f"{'-' if lat is None else f'{lat:.2f}'} |")
     if all(k in rows for k in KINDS):
         hard, rand = np.asarray(rows["hard"]["per_user_ndcg10"]), np.asarray(rows["random"]["per_user_ndcg10"])
         low, high = paired_interval(hard, rand)
         lines += ["", f"Hard minus random negatives, NDCG@10: {float(np.mean(hard - rand)):+.4f} "
-                  f"[{low:+.4f}, {high:+.4f}] (paired bootstrap over users)."]
+                  f"[{low:+.4f}, {high:+.4f}] (paired bootstrap over users). Neither tuned adapter re-ranks SASRec's "
+                  "top 20 better than SASRec itself, nor better than the untuned model, with a few hundred examples "
+                  "on a 135M model; the held-out label losses of the two adapters are nearly equal, so the "
+                  "difference shows in the ranking of hard candidates rather than in the loss."]
         for kind in KINDS:
             lora = rows[kind]["lora"]
             lines.append(f"- {kind} negatives: {lora['n_train']} training examples, {lora['steps']} steps in "
