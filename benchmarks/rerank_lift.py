@@ -84,7 +84,8 @@ def run(args: argparse.Namespace, command: str) -> None:
     judged = {}
     for part, lists in (("valid", valid), ("test", test)):
         for name, scorer in scorers.items():
-            # the plain verbalizer first: rotation 0 of the permutations is then an exact repeat of its prompt
+            # every list through one scorer, then the next: a user's rotations share their history with each
+            # other, but by the time the permutations run the plain prompt has left the 4-entry prefix cache
             judged[part, name] = judge(scorer, lists)
     payload["seconds"] = time.perf_counter() - started
     rows: dict[str, Any] = {}

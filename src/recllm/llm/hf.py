@@ -299,8 +299,6 @@ class HFBackend(LLM):
             width = max(len(conts[i]) for i in chunk) - 1  # the last token of each continuation is not fed
             total = torch.tensor([first[conts[i][0]].item() for i in chunk], dtype=torch.float64)
             if width > 0:
-                if prefix_cache is None:  # an exact repeat of a prompt whose cache was not kept
-                    _, prefix_cache, shared = self._read_prompt(prompt_ids, need_cache=True)
                 ids, mask = self._right_padded([conts[i][:-1] for i in chunk], width)
                 # the batch extends the cache in place: copy it unless no later batch and no later prompt needs it
                 last = number == len(chunks) - 1 and not shared
