@@ -127,3 +127,17 @@ def test_factory_and_capability_errors(llm: LLM, movies: ItemCatalog) -> None:
         create_reranker("verbalizer", ScriptedLLM([]), movies)
     with pytest.raises(RerankError, match="not one string"):
         create_reranker("listwise", ScriptedLLM([]), movies).rerank("sw", itemlist(["matrix"]))
+
+
+def test_verbalizer_with_retrieval_augmented_prompts(llm: LLM, movies: ItemCatalog, candidates: ItemList) -> None:
+    reranker = create_reranker("verbalizer", llm, movies,
+                               prompt_options={"evidence": "nearest-history", "evidence_k": 1})
+    prompt = reranker.builder.build(HISTORY, candidates=candidates.items)  # type: ignore[attr-defined]
+    lines = prompt.messages[-1]["content"].split("Candidates:\n")[1].splitlines()[:len(CANDIDATES)]
+    named = [line.split("(close to: ")[1].removesuffix(")") for line in lines if "(close to: " in line]
+    assert named and set(named) <= {movies[h].label() for h in HISTORY}
+    result = reranker.rerank(HISTORY, candidates)
+    plain = create_reranker("verbalizer", llm, movies).rerank(HISTORY, candidates)
+    assert sorted(result.order) == sorted(CANDIDATES) and result.diagnostics.format_errors == 0
+    assert result.diagnostics.prompt_tokens > plain.diagnostics.prompt_tokens
+    assert not np.allclose(result.items.scores, plain.items.scores)

@@ -20,6 +20,7 @@ from recllm.data.catalog import ItemCatalog
 from recllm.data.dataset import Dataset
 from recllm.errors import ConfigError
 from recllm.llm.base import LLM, CapabilityError
+from recllm.prompts.evidence import NearestHistory
 from recllm.prompts.fewshot import Demonstration, FewShotSelector, as_history, user_history
 from recllm.prompts.labels import (
     LABEL_STYLES,
@@ -37,6 +38,9 @@ DEFAULT_MAX_HISTORY = 20
 """History items shown by default: the newest 20, as LlamaRec does (long prompts cost time and distract)."""
 
 Order = Literal["oldest-first", "newest-first"]
+EvidenceName = Literal["none", "nearest-history"]
+DEFAULT_EVIDENCE_PART = " (close to: {titles})"
+"""How a candidate's evidence follows its line when the template has no ``candidate_evidence`` part."""
 TaskName = Literal["rank-likelihood", "rank-verbalizer", "rank-listwise", "rating", "explain", "next-item"]
 VariantName = Literal["zero-shot", "few-shot", "chain-of-thought"]
 HistoryInput = Iterable[str | HistoryEntry | tuple[str, float | None]]
@@ -63,6 +67,9 @@ class PromptConfig(BaseModel):
     nouns: str = "movies"
     scale_min: int = 1
     scale_max: int = 5
+    evidence: EvidenceName = "none"
+    evidence_k: int = Field(default=2, ge=1)
+    evidence_embedder: str = "st"
 
     @classmethod
     def from_toml(cls, path: str | Path, table: str | None = "prompt") -> PromptConfig:
@@ -107,6 +114,9 @@ class PromptBuilder:
       that fit the budget); ``min_history`` items are kept before demonstrations are dropped.
     - ``label_style``: verbalizer labels (checked to be single tokens for the LLM); ``output``: a named
       output format of the template (e.g. ``json`` for listwise); ``noun``/``nouns``, ``scale``: wording.
+    - ``evidence`` (ranking prompts with candidate lines): ``"nearest-history"`` writes beside each candidate
+      the ``evidence_k`` shown history items closest to it by the embedding of their catalog text
+      (``evidence_embedder``, see ``recllm.prompts.evidence``); a ``NearestHistory`` brings its own vectors.
     """
 
     def __init__(
@@ -132,6 +142,9 @@ class PromptBuilder:
         noun: str = "movie",
         nouns: str = "movies",
         scale: tuple[int, int] = (1, 5),
+        evidence: EvidenceName | NearestHistory = "none",
+        evidence_k: int = 2,
+        evidence_embedder: str = "st",
     ) -> None:
         if isinstance(template, Template):
             self.template = template
@@ -177,6 +190,7 @@ class PromptBuilder:
         self.few_shot = few_shot if variant == "few-shot" else None
         if counter is not None and llm is not None:
             log.debug("both llm and counter given: tokens are counted by the LLM")
+        self.evidence = self._evidence(evidence, evidence_k, evidence_embedder)
         self._label_cache: dict[int, tuple[str, ...]] = {}
         source = llm if llm is not None else counter
         self._piece = piece_counter(source) if source is not None else estimate_tokens
@@ -191,7 +205,8 @@ class PromptBuilder:
                    n_shots=config.n_shots, demo_history=config.demo_history, order=config.order,
                    max_history=config.max_history, min_history=config.min_history,
                    label_style=config.label_style, output=config.output, noun=config.noun, nouns=config.nouns,
-                   scale=(config.scale_min, config.scale_max))
+                   scale=(config.scale_min, config.scale_max), evidence=config.evidence,
+                   evidence_k=config.evidence_k, evidence_embedder=config.evidence_embedder)
 
     # ---- public ---------------------------------------------------------------------------------------
     @property
@@ -266,6 +281,22 @@ class PromptBuilder:
             template=self.template.source)
 
     # ---- inputs ---------------------------------------------------------------------------------------
+    def _evidence(self, evidence: EvidenceName | NearestHistory, k: int, embedder: str) -> NearestHistory | None:
+        if isinstance(evidence, NearestHistory):
+            found: NearestHistory | None = evidence
+        elif evidence == "none":
+            return None
+        elif evidence == "nearest-history":
+            if k < 1:
+                raise ConfigError(f"evidence_k must be at least 1, got {k}")
+            found = NearestHistory.from_catalog(self.catalog, embedder, k=k)
+        else:
+            raise ConfigError(f"evidence must be 'none' or 'nearest-history', got {evidence!r}")
+        if not self.template.has("candidate_line"):
+            raise ConfigError(f"{self.template.name} prompts show no candidate lines to put evidence beside; "
+                              "evidence works with rank-verbalizer and rank-listwise prompts")
+        return found
+
     def _history(self, history: HistoryInput | None, user: object | None) -> list[HistoryEntry]:
         if history is not None:
             return as_history(history)
@@ -365,6 +396,7 @@ class PromptBuilder:
             lines = [t.part("candidate_line").format(**fields, label=label, number=number, id=item,
                                                      title=self.catalog[item].label(),
                                                      facts=self.catalog.describe(item))
+                     + self._evidence_text(item, entries, fields)
                      for number, (item, label) in enumerate(zip(candidates, labels or candidates, strict=True),
                                                             start=1)]
             sections.append("\n".join([t.part("candidates_header").format(**fields), *lines]))
@@ -379,6 +411,16 @@ class PromptBuilder:
         shown_history = tuple(e.item for e in (entries if self.order == "oldest-first" else reversed(entries)))
         return _Draft(messages=messages, text=text, answer_prefix=prefix, history=shown_history,
                       demonstrations=tuple(demos), tokens=self.count(messages, text, prefix))
+
+    def _evidence_text(self, item: str, entries: Sequence[HistoryEntry], fields: Mapping[str, Any]) -> str:
+        """The shown history items closest to candidate ``item``, as the template words them ("" for none)."""
+        if self.evidence is None:
+            return ""
+        closest = self.evidence.closest(item, [e.item for e in entries])
+        if not closest:
+            return ""
+        part = self.template.part("candidate_evidence") or DEFAULT_EVIDENCE_PART
+        return part.format(**fields, titles="; ".join(self.catalog[c].label() for c in closest))
 
     def _demonstration(self, number: int, demo: Demonstration, fields: Mapping[str, Any]) -> str:
         nxt = demo.next

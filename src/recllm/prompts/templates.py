@@ -46,6 +46,7 @@ PART_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
     "target": ITEM_FIELDS - {"number"},
     "candidates_header": frozenset(),
     "candidate_line": ITEM_FIELDS | {"label"},
+    "candidate_evidence": frozenset({"titles"}),
     "reasoning": frozenset(),
     "output_format": frozenset(),
     "answer_prefix": frozenset(),
@@ -57,7 +58,7 @@ _SAMPLE: Mapping[str, Any] = MappingProxyType({
     "order": "oldest first",
     "number": 1, "id": "1", "title": "Fargo (1996)", "facts": "Fargo (1996); genres: Crime", "rating": "",
     "value": 4.0, "label": "A", "history": "1. Fargo (1996)", "next_id": "2", "next_title": "Heat (1995)",
-    "next_facts": "Heat (1995); genres: Action", "next_rating": "4",
+    "next_facts": "Heat (1995); genres: Action", "next_rating": "4", "titles": "Heat (1995); Ronin (1998)",
 })
 
 ALWAYS_REQUIRED = ("task", "history_header", "item_line", "output_format")
