@@ -492,7 +492,7 @@ def main() -> None:
     app()
 
 
-from recllm.cli import evaluate_chat  # noqa: E402, F401  (registers `recllm evaluate-chat`)
+from recllm.cli import audit, evaluate_chat  # noqa: E402, F401  (register `recllm audit` and `evaluate-chat`)
 from recllm.cli.train import train_app  # noqa: E402  (it imports the helpers above)
 
 app.add_typer(train_app, name="train")

@@ -1,0 +1,64 @@
+"""`recllm audit`: fairness by user group, item exposure, popularity bias and robustness of retrievers
+(``recllm.eval.audit``), written as JSON, Markdown and a self-contained HTML page with plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recllm.cli import DatasetOpt, VerboseOpt, _setup_logging, app, cli_errors, console, parse_params
+from recllm.errors import ConfigError
+
+
+@app.command("audit")
+@cli_errors
+def audit(
+    dataset: DatasetOpt = "movielens-100k",
+    models: Annotated[str, typer.Option(help="Comma-separated retrievers: pop,itemknn,ease,als,bpr,sasrec, "
+                                        "...")] = "pop,ease",
+    users: Annotated[int | None, typer.Option(help="Audit a seeded sample of this many test users (default: "
+                                              "all).")] = None,
+    k: Annotated[int, typer.Option("--k", help="List length for accuracy, exposure and robustness.")] = 10,
+    split: Annotated[str, typer.Option(help="leave-one-out or temporal.")] = "leave-one-out",
+    seed: Annotated[int, typer.Option(help="Seed for the split, the user sample and the bootstrap.")] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE hyper-parameter.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Audit retrievers on one split: NDCG and HR per user group (every attribute of the users), exposure
+    (Gini, long tail, coverage), popularity bias and robustness to losing the oldest 10% of history."""
+    _setup_logging(verbose)
+    from recllm.data.registry import load_dataset
+    from recllm.eval.audit import run_audit
+    from recllm.eval.audit_report import SUMMARY_HEADER, summary_rows, write_audit
+    from recllm.eval.runner import make_split
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--models is empty: name at least one retriever, e.g. --models pop,ease")
+    if k < 1:
+        raise ConfigError(f"--k must be at least 1, got {k}")
+    if split == "cold-items":
+        raise ConfigError("--split cold-items holds out items, not users' next items; audit leave-one-out or "
+                          "temporal")
+    params = parse_params(param, config)
+    with console.status(f"loading {dataset}"):
+        bundle = load_dataset(dataset)
+        the_split = make_split(bundle, split, seed)
+    status = console.status("starting")
+    with status:
+        report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
+                           on_model=lambda m, stage: status.update(f"{m}: {stage}"))
+    table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
+    for column in SUMMARY_HEADER:
+        table.add_column(column.format(k=k), overflow="fold")
+    for row in summary_rows(report):
+        table.add_row(*(cell.replace("**", "") for cell in row))
+    console.print(table)
+    stem = f"audit-{bundle.name.replace(':', '_').replace('/', '_')}-{split}"
+    paths = write_audit(report, out, stem)
+    console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,256 @@
+"""``recllm audit`` for retrievers: accuracy by user group, item exposure, popularity bias and robustness.
+
+Every model is fitted on the training part of one split and ranks the whole catalog (``full`` protocol,
+history items excluded) for the same seeded test users. Per model the audit keeps:
+
+- NDCG@k and HR@k per group of every user attribute the data has (``user_groups``), with bootstrap 95%
+  intervals and the largest gap between groups (``recllm.eval.fairness.group_metric``);
+- exposure of the top-k lists: Gini over all catalog items, the long tail's share (items outside the most
+  popular 20%), catalog coverage;
+- popularity bias: the training-popularity percentile of the item ranked first and of the top k, against
+  that of the held-out targets;
+- robustness: the same users scored from their history alone (as ad-hoc users, so models that keep a
+  per-user factor cannot ignore it), with and without its oldest 10% (at least one item): overlap@k of the
+  two top-k lists and Kendall's tau of the two score vectors over the union of both lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from recllm.data.bundle import DataBundle
+from recllm.data.splits import Split
+from recllm.errors import RecllmError
+from recllm.eval.candidates import select_users
+from recllm.eval.fairness import (
+    GroupReport,
+    coverage,
+    exposure_counts,
+    gini,
+    group_metric,
+    kendall_tau,
+    long_tail_share,
+    overlap_at_k,
+)
+from recllm.eval.metrics import user_metrics
+from recllm.eval.protocols import Queries, masked_scores, queries_for_test
+from recllm.eval.report import machine_info
+from recllm.models.base import Recommender
+from recllm.pipeline import build_retriever
+from recllm.ranking import pessimistic_ranks, top_k
+
+log = logging.getLogger(__name__)
+
+AGE_BRACKETS = ((18, "Under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"),
+                (10_000, "56+"))
+"""MovieLens-1M's age brackets (upper bound exclusive, label), used for any numeric ``age`` column."""
+MAX_GROUPS = 30
+"""A text attribute with more distinct values than this (a zip code, an id) is not a grouping."""
+TAIL_HEAD = 0.2
+
+
+@dataclass(frozen=True)
+class UserGroups:
+    """Each usable attribute's group label per user (None: unknown), and why other columns were left out."""
+
+    labels: dict[str, list[str | None]]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _age_bracket(age: float) -> str:
+    return next(label for bound, label in AGE_BRACKETS if age < bound)
+
+
+def user_groups(attributes: pd.DataFrame | None, user_ids: Sequence[str]) -> UserGroups:
+    """Group labels for ``user_ids`` from a user-attribute frame indexed by user id: an ``age`` column of
+    numbers (or of number strings, as MovieLens stores them) in MovieLens-1M's brackets; other columns of a
+    numeric dtype with more than 10 values in quartiles; anything else as text, used when it has at most
+    ``MAX_GROUPS`` values (a zip code or an id is not a group). Users missing from the frame get None."""
+    if attributes is None or attributes.empty:
+        return UserGroups({})
+    frame = attributes.copy()
+    frame.index = frame.index.astype(str)
+    wanted = [str(u) for u in user_ids]
+    labels: dict[str, list[str | None]] = {}
+    skipped: dict[str, str] = {}
+    for column in frame.columns:
+        whole = frame[column]  # the kind of column and its bins come from every user, not only the audited
+        raw = whole.reindex(wanted)
+        present = whole.dropna()
+        present = present[present.astype(str).str.strip() != ""]
+        numeric = pd.to_numeric(present, errors="coerce")
+        is_numeric = len(present) > 0 and not numeric.isna().any()
+        name = str(column)
+        if is_numeric and name.lower() == "age":
+            values = pd.to_numeric(raw, errors="coerce")
+            labels[name] = [None if pd.isna(v) else _age_bracket(float(v)) for v in values]
+        elif pd.api.types.is_numeric_dtype(whole.dtype) and numeric.nunique() > 10:
+            edges = np.unique(np.quantile(numeric, [0, 0.25, 0.5, 0.75, 1.0]))
+            names = [f"{edges[i]:g} to {edges[i + 1]:g}" for i in range(len(edges) - 1)]
+            # intervals closed on the right, the first one on both sides
+            labels[name] = [None if pd.isna(v) else names[min(max(int(np.searchsorted(edges, v)) - 1, 0),
+                                                              len(names) - 1)] for v in raw]
+        elif present.astype(str).nunique() <= MAX_GROUPS and len(present):
+            labels[name] = [None if (pd.isna(v) or str(v).strip() == "") else str(v) for v in raw]
+        else:
+            skipped[name] = (f"{present.astype(str).nunique()} distinct values: not a grouping" if len(present)
+                             else "no values")
+    return UserGroups(labels, skipped)
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Agreement of a model's top-k with the full history and without its oldest 10%."""
+
+    overlap: float
+    kendall_tau: float
+    users: int
+
+
+@dataclass
+class ModelAudit:
+    """Everything the audit measured for one model on the audited users."""
+
+    name: str
+    ndcg: float
+    hit: float
+    groups: dict[str, dict[str, GroupReport]]  # metric -> attribute -> report
+    gini: float
+    long_tail_share: float
+    coverage: float
+    top1_popularity: float
+    topk_popularity: float
+    robustness: Robustness | None
+    seconds: float
+    lorenz: list[float] = field(default_factory=list)
+    per_user: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class AuditReport:
+    """An audit of several models on one split, protocol and set of users."""
+
+    dataset: str
+    split: str
+    protocol: str
+    k: int
+    users: int
+    seed: int
+    targets_popularity: float
+    groups_skipped: dict[str, str]
+    models: list[ModelAudit]
+    date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    machine: dict[str, Any] = field(default_factory=dict)
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (per-user figures included)."""
+        return asdict(self)
+
+
+def popularity_percentiles(counts: np.ndarray) -> np.ndarray:
+    """Each item's training interaction count as a percentile among all items (100: the most popular;
+    ties share their mean rank)."""
+    if len(counts) < 2:
+        return np.full(len(counts), 100.0)
+    return 100.0 * (rankdata(counts, method="average") - 1) / (len(counts) - 1)
+
+
+def lorenz_curve(exposure: np.ndarray, points: int = 51) -> list[float]:
+    """Cumulative share of exposure held by the least-shown items, at ``points`` evenly spaced shares of the
+    catalog (0 to 1): the diagonal for equal exposure, a curve hugging zero when a few items get it all."""
+    x = np.sort(np.asarray(exposure, dtype=np.float64))
+    total = x.sum()
+    if total == 0 or x.size == 0:
+        return np.linspace(0, 1, points).tolist()
+    cumulative = np.r_[0.0, np.cumsum(x) / total]
+    shares = np.linspace(0, 1, points)
+    return np.interp(shares * x.size, np.arange(x.size + 1), cumulative).tolist()
+
+
+def _oldest_removed(history: np.ndarray, share: float = 0.1) -> np.ndarray:
+    cut = max(1, int(np.ceil(share * len(history)))) if len(history) > 1 else 0
+    return history[cut:]
+
+
+def _robustness(model: Recommender, queries: Queries, k: int, batch_size: int) -> Robustness:
+    overlaps, taus = [], []
+    for start in range(0, len(queries.users), batch_size):
+        histories = queries.histories[start:start + batch_size]
+        ad_hoc = np.full(len(histories), -1, dtype=np.int64)
+        full = model.score(ad_hoc, histories).astype(np.float64)
+        cut = model.score(ad_hoc, [_oldest_removed(h) for h in histories]).astype(np.float64)
+        for row, seen in enumerate(histories):
+            full[row, seen] = -np.inf
+            cut[row, seen] = -np.inf
+        full_top, cut_top = top_k(full, k), top_k(cut, k)
+        for row in range(len(histories)):
+            overlaps.append(overlap_at_k(full_top[row].tolist(), cut_top[row].tolist(), k))
+            union = np.union1d(full_top[row], cut_top[row])
+            taus.append(kendall_tau(full[row, union], cut[row, union]))
+    return Robustness(float(np.mean(overlaps)), float(np.mean(taus)), len(overlaps))
+
+
+def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGroups, counts: np.ndarray,
+                *, k: int = 10, batch_size: int = 256, seed: int = 0, min_group: int = 20,
+                robustness: bool = True) -> ModelAudit:
+    """Audit one fitted model on ``queries``; ``counts`` are the items' training interaction counts."""
+    popularity = popularity_percentiles(counts)
+    started = time.perf_counter()
+    ranks: list[np.ndarray] = []
+    tops: list[np.ndarray] = []
+    for start in range(0, len(queries.users), batch_size):
+        stop = min(start + batch_size, len(queries.users))
+        scores = masked_scores(model, queries.users[start:stop], queries.histories[start:stop])
+        tops.append(top_k(scores, k))
+        for row, targets in enumerate(queries.targets[start:stop]):
+            ranks.append(pessimistic_ranks(np.repeat(scores[row:row + 1], len(targets), axis=0), targets))
+    lists = np.concatenate(tops)
+    per_user = user_metrics(ranks, k)
+    ndcg, hit = per_user[f"NDCG@{k}"], per_user[f"HR@{k}"]
+    by_metric: dict[str, dict[str, GroupReport]] = {f"NDCG@{k}": {}, f"HR@{k}": {}}
+    for attribute, labels in groups.labels.items():
+        for metric, values in ((f"NDCG@{k}", ndcg), (f"HR@{k}", hit)):
+            by_metric[metric][attribute] = group_metric(values, labels, attribute=attribute, min_users=min_group,
+                                                        seed=seed)
+    exposure = exposure_counts(lists, model.n_items)
+    robust = _robustness(model, queries, k, batch_size) if robustness else None
+    return ModelAudit(
+        name=name, ndcg=float(ndcg.mean()), hit=float(hit.mean()), groups=by_metric, gini=gini(exposure),
+        long_tail_share=long_tail_share(exposure, counts, TAIL_HEAD), coverage=coverage(exposure),
+        top1_popularity=float(popularity[lists[:, 0]].mean()), topk_popularity=float(popularity[lists].mean()),
+        robustness=robust, seconds=time.perf_counter() - started, lorenz=lorenz_curve(exposure),
+        per_user={f"NDCG@{k}": ndcg.tolist(), f"HR@{k}": hit.tolist()})
+
+
+def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params: dict[str, dict[str, Any]] | None
+              = None, users: int | None = None, k: int = 10, seed: int = 0, split_name: str = "leave-one-out",
+              on_model: Callable[[str, str], None] | None = None) -> AuditReport:
+    """Fit each named retriever on ``split.train`` and audit it on the same seeded test users."""
+    if not models:
+        raise RecllmError("the audit needs at least one model")
+    queries = select_users(queries_for_test(split), users, seed)
+    user_ids = [str(u) for u in split.train.user_vocab.lookup_ids(queries.users)]
+    groups = user_groups(bundle.dataset.user_attributes, user_ids)
+    counts = np.bincount(split.train.items, minlength=split.train.n_items)
+    targets = np.concatenate(queries.targets)
+    audits = []
+    for name in models:
+        model = build_retriever(name, bundle, (params or {}).get(name, {}))
+        if on_model:
+            on_model(name, "fit")
+        model.fit(split.train, valid=split.valid if len(split.valid) else None)
+        if on_model:
+            on_model(name, "audit")
+        audits.append(audit_model(name, model, queries, groups, counts, k=k, seed=seed))
+    return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
+                       seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
+                       groups_skipped=groups.skipped, models=audits, machine=machine_info())

@@ -1,0 +1,190 @@
+"""The audit as JSON, Markdown and one self-contained HTML page with its plots (matplotlib, PNGs inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recllm.eval.audit import AuditReport, ModelAudit
+from recllm.eval.fairness import GroupReport
+
+
+def _gap(report: GroupReport | None) -> str:
+    if report is None or report.gap is None:
+        return "-"
+    flag = " **(interval excludes 0)**" if report.gap_excludes_zero else ""
+    return (f"{report.gap:.4f} [{report.gap_low:.4f}, {report.gap_high:.4f}] {report.best} over "
+            f"{report.worst}{flag}")
+
+
+def _largest(model: ModelAudit, metric: str) -> tuple[str, GroupReport] | None:
+    """The attribute with the largest gap of ``metric`` for ``model``."""
+    found = [(a, r) for a, r in model.groups.get(metric, {}).items() if r.gap is not None]
+    return max(found, key=lambda x: x[1].gap or 0.0) if found else None
+
+
+def summary_rows(report: AuditReport) -> list[list[str]]:
+    """One row per model: accuracy, the largest group gap, exposure, popularity and robustness."""
+    k = report.k
+    rows = []
+    for m in report.models:
+        largest = _largest(m, f"NDCG@{k}")
+        gap = f"{largest[0]}: {_gap(largest[1])}" if largest else "-"
+        robust = m.robustness
+        rows.append([m.name, f"{m.ndcg:.4f}", f"{m.hit:.4f}", gap, f"{m.gini:.3f}", f"{m.long_tail_share:.1%}",
+                     f"{m.coverage:.1%}", f"{m.top1_popularity:.1f}", f"{m.topk_popularity:.1f}",
+                     f"{report.targets_popularity:.1f}",
+                     f"{robust.overlap:.3f}" if robust else "-", f"{robust.kendall_tau:.3f}" if robust else "-"])
+    return rows
+
+
+SUMMARY_HEADER = ["model", "NDCG@{k}", "HR@{k}", "largest NDCG@{k} gap between groups (95%)", "exposure Gini",
+                  "long-tail share", "coverage", "top-1 popularity pct", "top-{k} popularity pct",
+                  "targets' popularity pct", "overlap@{k}, oldest 10% removed", "Kendall tau, oldest 10% removed"]
+
+
+def _setup(report: AuditReport) -> str:
+    return (f"{report.dataset}, split `{report.split}`, protocol `{report.protocol}` (every unseen item ranked), "
+            f"{report.users} seeded test users (seed {report.seed}), k = {report.k}. Group intervals: bootstrap "
+            "95% over users; a gap compares the best and worst group of at least 20 users, chosen on the point "
+            "estimates (a flag to look closer, not a corrected test). Long tail: items outside the 20% with the "
+            "most training interactions. Popularity: training-interaction percentile (100: most popular). "
+            "Robustness: each user scored from the history alone, with and without its oldest 10% (at least "
+            f"one item). {report.date}.")
+
+
+def _group_table(report: AuditReport, metric: str, attribute: str) -> tuple[list[str], list[list[str]]]:
+    names = sorted({g.group for m in report.models for g in m.groups[metric][attribute].groups})
+    header = ["model", *names, "gap (95%)"]
+    rows = []
+    for m in report.models:
+        by = {g.group: g for g in m.groups[metric][attribute].groups}
+        cells = [f"{by[n].mean:.3f} [{by[n].low:.3f}, {by[n].high:.3f}] ({by[n].users})" if n in by else "-"
+                 for n in names]
+        rows.append([m.name, *cells, _gap(m.groups[metric][attribute])])
+    return header, rows
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def audit_markdown(report: AuditReport) -> str:
+    """The audit as Markdown: set-up, the summary table, then each attribute's groups per metric."""
+    k = report.k
+    lines = [f"# Audit: {report.dataset}", "", _setup(report), "",
+             *_markdown_table([h.format(k=k) for h in SUMMARY_HEADER], summary_rows(report))]
+    metric = f"NDCG@{k}"
+    for attribute in report.models[0].groups.get(metric, {}) if report.models else []:
+        header, rows = _group_table(report, metric, attribute)
+        lines += ["", f"## {metric} by {attribute}", "", *_markdown_table(header, rows)]
+        skipped = report.models[0].groups[metric][attribute].skipped
+        if skipped:
+            lines += ["", "Not compared (fewer than 20 users or unknown): " + "; ".join(skipped) + "."]
+    if report.groups_skipped:
+        lines += ["", "User attributes not used as groups: "
+                  + "; ".join(f"{a} ({why})" for a, why in report.groups_skipped.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+# ---- HTML -----------------------------------------------------------------------------------------------------
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plots(report: AuditReport) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) per plot: groups per attribute, exposure Lorenz curves, popularity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    metric = f"NDCG@{report.k}"
+    attributes = list(report.models[0].groups.get(metric, {})) if report.models else []
+    for attribute in attributes:
+        names = sorted({g.group for m in report.models for g in m.groups[metric][attribute].groups})
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) * max(1, len(report.models))), 3.6))
+        width = 0.8 / len(report.models)
+        for i, m in enumerate(report.models):
+            by = {g.group: g for g in m.groups[metric][attribute].groups}
+            means = np.asarray([by[n].mean if n in by else np.nan for n in names])
+            low = np.asarray([by[n].mean - by[n].low if n in by else 0 for n in names])
+            high = np.asarray([by[n].high - by[n].mean if n in by else 0 for n in names])
+            ax.bar(np.arange(len(names)) + i * width, means, width, yerr=[low, high], capsize=2, label=m.name)
+        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45 if len(names) > 6 else 0,
+                      ha="right" if len(names) > 6 else "center")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} by {attribute} (95% intervals)")
+        ax.legend(fontsize="small")
+        out.append((f"{metric} by {attribute}", _png(fig)))
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    for m in report.models:
+        ax.plot(np.linspace(0, 1, len(m.lorenz)), m.lorenz, label=f"{m.name} (Gini {m.gini:.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="equal exposure")
+    ax.set_xlabel("share of catalog items, least shown first")
+    ax.set_ylabel("share of exposure")
+    ax.set_title(f"Exposure of the top-{report.k} lists (Lorenz curves)")
+    ax.legend(fontsize="small")
+    out.append(("Exposure Lorenz curves", _png(fig)))
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(report.models)), 3.6))
+    x = np.arange(len(report.models))
+    ax.bar(x - 0.2, [m.top1_popularity for m in report.models], 0.4, label="item ranked first")
+    ax.bar(x + 0.2, [m.topk_popularity for m in report.models], 0.4, label=f"top {report.k}")
+    ax.axhline(report.targets_popularity, color="black", linestyle="--", label="held-out targets")
+    ax.set_xticks(x, [m.name for m in report.models])
+    ax.set_ylabel("training popularity percentile")
+    ax.set_title("Popularity of what is recommended")
+    ax.legend(fontsize="small")
+    out.append(("Popularity bias", _png(fig)))
+    plt.close(fig)
+    return out
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.replace('**', ''))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def audit_html(report: AuditReport) -> str:
+    """One self-contained page: set-up, summary, the plots and the group tables."""
+    k = report.k
+    parts = [f"<h1>Audit: {html.escape(report.dataset)}</h1>", f"<p>{html.escape(_setup(report))}</p>",
+             "<h2>Summary</h2>", _html_table([h.format(k=k) for h in SUMMARY_HEADER], summary_rows(report))]
+    for caption, png in _plots(report):
+        parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    metric = f"NDCG@{k}"
+    for attribute in report.models[0].groups.get(metric, {}) if report.models else []:
+        header, rows = _group_table(report, metric, attribute)
+        parts += [f"<h2>{html.escape(metric)} by {html.escape(attribute)}</h2>", _html_table(header, rows)]
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td:first-child{text-align:left}"
+             "figure{margin:1.5em 0}img{max-width:100%}")
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>recllm audit: "
+            f"{html.escape(report.dataset)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_audit(report: AuditReport, out: Path, stem: str) -> tuple[Path, Path, Path]:
+    """Write ``STEM.json``, ``STEM.md`` and ``STEM.html`` into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.html")
+    paths[0].write_text(json.dumps(report.to_dict(), indent=1, default=float))
+    paths[1].write_text(audit_markdown(report))
+    paths[2].write_text(audit_html(report))
+    return paths

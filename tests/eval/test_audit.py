@@ -1,0 +1,118 @@
+"""`recllm audit` for retrievers: groups from user attributes, the audited figures against their definitions,
+the report's three forms (the HTML opened in Chromium) and the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from recllm.cli import app
+from recllm.data import DataBundle
+from recllm.eval.audit import AuditReport, lorenz_curve, popularity_percentiles, run_audit, user_groups
+from recllm.eval.audit_report import audit_markdown, write_audit
+from recllm.eval.runner import make_split
+
+
+def test_user_groups_from_every_kind_of_attribute_column() -> None:
+    frame = pd.DataFrame({
+        "age": ["17", "24", "30", "56", "44"],
+        "gender": ["F", "M", "", "M", "F"],
+        "zip_code": [f"{10000 + i}" for i in range(5)],
+        "score": [1.0, 2.0, 3.0, 4.0, 5.0],
+    }, index=pd.Index(["u1", "u2", "u3", "u4", "u5"], name="user"))
+    frame = pd.concat([frame] * 7)  # 35 rows: zip codes repeat, so only the column's size makes it unusable
+    frame["zip_code"] = [f"{10000 + i}" for i in range(len(frame))]
+    frame.index = pd.Index([f"u{i}" for i in range(len(frame))], name="user")
+    frame["score"] = np.arange(len(frame), dtype=float)
+    groups = user_groups(frame, ["u0", "u1", "u2", "u3", "u4", "nobody"])
+    assert groups.labels["age"] == ["Under 18", "18-24", "25-34", "56+", "35-44", None]
+    assert groups.labels["gender"] == ["F", "M", None, "M", "F", None]
+    assert set(groups.labels["score"][:5]) <= {"0 to 8.5", "8.5 to 17", "17 to 25.5", "25.5 to 34"}
+    assert groups.labels["score"][0] == "0 to 8.5" and groups.labels["score"][5] is None
+    assert "zip_code" not in groups.labels and "35 distinct values" in groups.skipped["zip_code"]
+    assert user_groups(None, ["u1"]).labels == {}
+
+
+def test_popularity_percentiles_and_lorenz_curve() -> None:
+    assert popularity_percentiles(np.array([5, 1, 3, 3])).tolist() == pytest.approx([100.0, 0.0, 50.0, 50.0])
+    equal = lorenz_curve(np.ones(10), points=11)
+    assert equal == pytest.approx(np.linspace(0, 1, 11).tolist())
+    one = lorenz_curve(np.array([0, 0, 0, 8.0]), points=5)
+    assert one == pytest.approx([0, 0, 0, 0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def report(ml100k: DataBundle) -> AuditReport:
+    split = make_split(ml100k)
+    return run_audit(ml100k, split, ["pop", "ease"], users=300, params={"ease": {"l2": 200.0}})
+
+
+def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: DataBundle) -> None:
+    assert report.users == 300 and [m.name for m in report.models] == ["pop", "ease"]
+    pop, ease = report.models
+    assert set(pop.groups["NDCG@10"]) == {"age", "gender", "occupation"}
+    assert "zip_code" in report.groups_skipped
+    # each group's mean is the mean of its users' NDCG, the gap the best minus the worst compared group
+    split = make_split(ml100k)
+    from recllm.eval.candidates import select_users
+    from recllm.eval.protocols import queries_for_test
+
+    queries = select_users(queries_for_test(split), 300, 0)
+    ids = [str(u) for u in split.train.user_vocab.lookup_ids(queries.users)]
+    gender = ml100k.dataset.user_attributes.loc[ids, "gender"].to_numpy()
+    ndcg = np.asarray(ease.per_user["NDCG@10"])
+    by = {g.group: g for g in ease.groups["NDCG@10"]["gender"].groups}
+    for value in ("F", "M"):
+        assert by[value].mean == pytest.approx(ndcg[gender == value].mean())
+        assert by[value].users == int((gender == value).sum()) and by[value].low <= by[value].mean <= by[value].high
+    gap = ease.groups["NDCG@10"]["gender"]
+    assert gap.gap == pytest.approx(abs(by["F"].mean - by["M"].mean))
+    assert ease.ndcg == pytest.approx(ndcg.mean())
+    # popularity shows everyone the same few items: high Gini, low coverage, no long tail, no history effect
+    assert pop.gini > ease.gini and pop.coverage < ease.coverage and 0 <= pop.long_tail_share < ease.long_tail_share
+    assert pop.top1_popularity == pytest.approx(100.0, abs=1.0)
+    assert pop.robustness is not None and pop.robustness.overlap == 1.0 and pop.robustness.kendall_tau == 1.0
+    assert ease.robustness is not None and 0 < ease.robustness.overlap < 1 and -1 <= ease.robustness.kendall_tau < 1
+    assert 0 < report.targets_popularity < 100 and len(ease.lorenz) == 51
+
+
+def test_report_forms_and_the_page_in_chromium(report: AuditReport, tmp_path: Path) -> None:
+    json_path, md_path, html_path = write_audit(report, tmp_path, "audit")
+    data = json.loads(json_path.read_text())
+    assert data["models"][1]["name"] == "ease" and len(data["models"][1]["per_user"]["NDCG@10"]) == 300
+    markdown = md_path.read_text()
+    assert markdown == audit_markdown(report)
+    assert "## NDCG@10 by gender" in markdown and "| pop |" in markdown and "zip_code" in markdown
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium on PATH (install Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(html_path.as_uri())
+        images = page.locator("figure img")
+        assert images.count() == 3 + 2  # age, gender, occupation; exposure; popularity
+        widths = page.eval_on_selector_all("figure img", "els => els.map(e => e.naturalWidth)")
+        assert all(w > 100 for w in widths)  # decoded pictures, not broken links
+        assert page.locator("table").count() == 1 + 3
+        assert page.locator("h2", has_text="NDCG@10 by occupation").count() == 1
+        assert "ease" in page.locator("table").first.inner_text()
+        browser.close()
+
+
+def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "60", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".html", ".json", ".md"]
+    for args, message in ((["--models", " "], "--models is empty"), (["--k", "0"], "--k must be"),
+                          (["--split", "cold-items"], "cold-items"), (["--models", "nosuch"], "nosuch")):
+        bad = CliRunner().invoke(app, ["audit", *args, "--out", str(tmp_path)])
+        assert bad.exit_code == 2 and message in bad.output, bad.output

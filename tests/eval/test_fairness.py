@@ -1,0 +1,132 @@
+"""Fairness, exposure and agreement measures against hand-computed values, and their properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recllm.errors import RecllmError
+from recllm.eval.fairness import (
+    coverage,
+    exposure_counts,
+    gini,
+    group_metric,
+    jaccard_at_k,
+    kendall_tau,
+    long_tail_share,
+    overlap_at_k,
+    prag_star_at_k,
+    sensitivity_spread,
+    serp_star_at_k,
+)
+
+
+def test_jaccard_by_hand() -> None:
+    assert jaccard_at_k([1, 2, 3], [2, 3, 4], 3) == pytest.approx(2 / 4)
+    assert jaccard_at_k([1, 2, 3, 9], [2, 3, 4, 1], 2) == pytest.approx(1 / 3)  # {1, 2} against {2, 3}
+    assert jaccard_at_k([1, 2, 3], [2, 1, 4], 2) == 1.0
+    assert jaccard_at_k([], [], 5) == 1.0
+
+
+def test_serp_star_by_hand() -> None:
+    # the neutral list shares only item 3, placed third of 3 in the attributed list: weight 1 of 6
+    assert serp_star_at_k([1, 2, 3], [3, 4, 5], 3) == pytest.approx(1 / 6)
+    assert serp_star_at_k([1, 2, 3], [5, 6, 1], 3) == pytest.approx(3 / 6)  # item 1 first: weight 3
+    assert serp_star_at_k([1, 2, 3], [3, 1, 2], 3) == pytest.approx(1.0)  # order within the neutral list is ignored
+
+
+def test_prag_star_by_hand() -> None:
+    # pairs of the attributed list (a<b, a<c, b<c); the neutral list a, c, b keeps a<b and a<c, not b<c
+    assert prag_star_at_k(["a", "b", "c"], ["a", "c", "b"], 3) == pytest.approx(2 / 3)
+    # only b is in the neutral list; it ranks above c, which is missing there: 1 of 3 pairs
+    assert prag_star_at_k(["a", "b", "c"], ["b", "x", "y"], 3) == pytest.approx(1 / 3)
+    assert prag_star_at_k(["a"], ["a"], 1) == 1.0 and prag_star_at_k(["a"], ["b"], 1) == 0.0
+
+
+def test_sensitivity_spread_by_hand() -> None:
+    spread = sensitivity_spread({"male": 0.8, "female": 0.6, "other": 0.7})
+    assert spread.snsr == pytest.approx(0.2)
+    assert spread.snsv == pytest.approx(np.sqrt(0.02 / 3))
+    assert (spread.least_similar, spread.most_similar) == ("female", "male")
+    with pytest.raises(RecllmError, match="at least one"):
+        sensitivity_spread({})
+
+
+def test_gini_exposure_tail_and_coverage_by_hand() -> None:
+    assert gini(np.array([0, 0, 0, 4])) == pytest.approx(0.75)
+    assert gini(np.array([1, 1, 1, 1])) == 0.0
+    assert gini(np.array([1, 2, 3, 4])) == pytest.approx(0.25)
+    assert gini(np.zeros(3)) == 0.0
+    exposure = exposure_counts(np.array([[0, 1], [0, 2], [1, 0]]), 5)
+    assert exposure.tolist() == [3, 2, 1, 0, 0]
+    assert coverage(exposure) == pytest.approx(3 / 5)
+    popularity = np.array([10, 9, 1, 1, 1, 0, 0, 0, 0, 0])
+    shown = np.array([5, 5, 2, 0, 0, 0, 0, 0, 0, 0])
+    assert long_tail_share(shown, popularity) == pytest.approx(2 / 12)  # head: the top 2 of 10 items
+    with pytest.raises(RecllmError, match="outside"):
+        exposure_counts(np.array([[0, 7]]), 5)
+    with pytest.raises(RecllmError, match="negative"):
+        gini(np.array([1, -1]))
+
+
+def test_kendall_tau_and_overlap_by_hand() -> None:
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # one discordant pair of six
+    assert kendall_tau([1, 1, 1], [2, 2, 2]) == 1.0 and kendall_tau([1, 1, 1], [1, 2, 3]) == 0.0
+    assert overlap_at_k([1, 2, 3], [3, 4, 1], 3) == pytest.approx(2 / 3)
+    with pytest.raises(RecllmError, match="same item twice"):
+        overlap_at_k([1, 1, 2], [1, 2, 3], 3)
+    with pytest.raises(RecllmError, match="one length"):
+        kendall_tau([1, 2], [1, 2, 3])
+
+
+def test_group_gap_with_interval_and_small_groups_left_out() -> None:
+    values = np.r_[np.ones(30), np.zeros(30), np.full(5, 0.5), np.full(3, 0.2)]
+    groups = ["A"] * 30 + ["B"] * 30 + ["C"] * 5 + [None] * 3
+    report = group_metric(values, groups, attribute="gender", min_users=20)
+    assert [(g.group, g.users, g.mean) for g in report.groups] == [("A", 30, 1.0), ("B", 30, 0.0), ("C", 5, 0.5)]
+    assert (report.best, report.worst, report.gap) == ("A", "B", 1.0)
+    assert report.gap_low == report.gap_high == 1.0 and report.gap_excludes_zero
+    assert report.skipped == ["(unknown): 3 users", "C: 5 users"]
+
+
+def test_group_gap_of_equal_groups_includes_zero() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.random(400)
+    report = group_metric(values, ["A", "B"] * 200, attribute="x")
+    assert report.gap is not None and report.gap_low is not None and report.gap_high is not None
+    assert report.gap_low <= report.gap <= report.gap_high
+    assert not report.gap_excludes_zero
+    lonely = group_metric(values[:30], ["A"] * 30, attribute="x")
+    assert lonely.gap is None and not lonely.gap_excludes_zero
+    with pytest.raises(RecllmError, match="group labels"):
+        group_metric(values, ["A"], attribute="x")
+
+
+lists = st.lists(st.integers(0, 30), min_size=1, max_size=12, unique=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lists, lists, st.integers(1, 12))
+def test_list_similarities_are_bounded_symmetric_where_defined_and_exact_at_the_ends(a: list[int], b: list[int],
+                                                                                    k: int) -> None:
+    for measure in (jaccard_at_k, serp_star_at_k, prag_star_at_k, overlap_at_k):
+        assert 0.0 <= measure(a, b, k) <= 1.0 + 1e-12
+    assert jaccard_at_k(a, b, k) == jaccard_at_k(b, a, k)
+    full = a[:k]
+    if len(full) == k:  # a full top K: identical lists give 1, disjoint ones 0
+        for measure in (jaccard_at_k, serp_star_at_k, prag_star_at_k, overlap_at_k):
+            assert measure(full, full, k) == pytest.approx(1.0)
+            assert measure(full, [x + 100 for x in full], k) == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=40))
+def test_gini_is_in_range_and_ignores_order_and_scale(values: list[int]) -> None:
+    x = np.asarray(values, dtype=np.float64)
+    g = gini(x)
+    assert 0.0 <= g <= 1 - 1 / len(x) + 1e-12
+    assert gini(x[::-1]) == pytest.approx(g) and gini(3 * x) == pytest.approx(g)
