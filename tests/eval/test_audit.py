@@ -50,12 +50,16 @@ def test_popularity_percentiles_and_lorenz_curve() -> None:
 @pytest.fixture(scope="module")
 def report(ml100k: DataBundle) -> AuditReport:
     split = make_split(ml100k)
-    return run_audit(ml100k, split, ["pop", "ease"], users=300, params={"ease": {"l2": 200.0}})
+    return run_audit(ml100k, split, ["pop", "ease"], users=300, params={"ease": {"l2": 200.0}},
+                     mitigations=["popularity-calibration", "tail-quota"])
 
 
 def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: DataBundle) -> None:
-    assert report.users == 300 and [m.name for m in report.models] == ["pop", "ease"]
-    pop, ease = report.models
+    assert report.users == 300
+    assert [m.name for m in report.models] == [
+        "pop", "pop + popularity-calibration", "pop + tail-quota",
+        "ease", "ease + popularity-calibration", "ease + tail-quota"]
+    pop, _, pop_quota, ease, ease_calibrated, ease_quota = report.models
     assert set(pop.groups["NDCG@10"]) == {"age", "gender", "occupation"}
     assert "zip_code" in report.groups_skipped
     # each group's mean is the mean of its users' NDCG, the gap the best minus the worst compared group
@@ -80,12 +84,20 @@ def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: Dat
     assert pop.robustness is not None and pop.robustness.overlap == 1.0 and pop.robustness.kendall_tau == 1.0
     assert ease.robustness is not None and 0 < ease.robustness.overlap < 1 and -1 <= ease.robustness.kendall_tau < 1
     assert 0 < report.targets_popularity < 100 and len(ease.lorenz) == 51
+    # the quota puts at least 3 long-tail items in every top 10 of EASE's (its top 100 holds enough of them)
+    assert ease_quota.long_tail_share >= 0.3 > ease.long_tail_share
+    # popularity's top 100 unseen items are nearly all head: the quota finds long-tail ones only for the few users
+    # who have seen most of the head
+    assert pop.long_tail_share <= pop_quota.long_tail_share < 0.05
+    # calibration moves the first item towards the users' own popularity mix, at a cost in NDCG
+    assert ease_calibrated.top1_popularity < ease.top1_popularity and ease_calibrated.ndcg <= ease.ndcg + 0.02
+    assert ease_calibrated.robustness is None
 
 
 def test_report_forms_and_the_page_in_chromium(report: AuditReport, tmp_path: Path) -> None:
     json_path, md_path, html_path = write_audit(report, tmp_path, "audit")
     data = json.loads(json_path.read_text())
-    assert data["models"][1]["name"] == "ease" and len(data["models"][1]["per_user"]["NDCG@10"]) == 300
+    assert data["models"][3]["name"] == "ease" and len(data["models"][3]["per_user"]["NDCG@10"]) == 300
     markdown = md_path.read_text()
     assert markdown == audit_markdown(report)
     assert "## NDCG@10 by gender" in markdown and "| pop |" in markdown and "zip_code" in markdown
@@ -103,6 +115,7 @@ def test_report_forms_and_the_page_in_chromium(report: AuditReport, tmp_path: Pa
         widths = page.eval_on_selector_all("figure img", "els => els.map(e => e.naturalWidth)")
         assert all(w > 100 for w in widths)  # decoded pictures, not broken links
         assert page.locator("table").count() == 1 + 3
+        assert page.locator("td", has_text="ease + tail-quota").count() >= 1
         assert page.locator("h2", has_text="NDCG@10 by occupation").count() == 1
         assert "ease" in page.locator("table").first.inner_text()
         browser.close()
@@ -113,6 +126,7 @@ def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".html", ".json", ".md"]
     for args, message in ((["--models", " "], "--models is empty"), (["--k", "0"], "--k must be"),
-                          (["--split", "cold-items"], "cold-items"), (["--models", "nosuch"], "nosuch")):
+                          (["--split", "cold-items"], "cold-items"), (["--models", "nosuch"], "nosuch"),
+                          (["--mitigate", "fairness"], "unknown mitigation")):
         bad = CliRunner().invoke(app, ["audit", *args, "--out", str(tmp_path)])
         assert bad.exit_code == 2 and message in bad.output, bad.output

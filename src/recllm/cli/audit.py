@@ -26,14 +26,17 @@ def audit(
     seed: Annotated[int, typer.Option(help="Seed for the split, the user sample and the bootstrap.")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE hyper-parameter.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")] = None,
+    mitigate: Annotated[str, typer.Option(help="Comma-separated mitigations measured beside each model: "
+                                          "popularity-calibration, tail-quota.")] = "",
     out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
     verbose: VerboseOpt = False,
 ) -> None:
     """Audit retrievers on one split: NDCG and HR per user group (every attribute of the users), exposure
-    (Gini, long tail, coverage), popularity bias and robustness to losing the oldest 10% of history."""
+    (Gini, long tail, coverage), popularity bias and robustness to losing the oldest 10% of history; with
+    --mitigate, each model's lists again after a popularity mitigation, with its cost in NDCG."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
-    from recllm.eval.audit import run_audit
+    from recllm.eval.audit import MITIGATIONS, run_audit
     from recllm.eval.audit_report import SUMMARY_HEADER, summary_rows, write_audit
     from recllm.eval.runner import make_split
 
@@ -45,6 +48,10 @@ def audit(
     if split == "cold-items":
         raise ConfigError("--split cold-items holds out items, not users' next items; audit leave-one-out or "
                           "temporal")
+    mitigations = [m.strip() for m in mitigate.split(",") if m.strip()]
+    unknown = [m for m in mitigations if m not in MITIGATIONS]
+    if unknown:
+        raise ConfigError(f"--mitigate: unknown mitigation '{unknown[0]}'; known: {', '.join(MITIGATIONS)}")
     params = parse_params(param, config)
     with console.status(f"loading {dataset}"):
         bundle = load_dataset(dataset)
@@ -52,7 +59,7 @@ def audit(
     status = console.status("starting")
     with status:
         report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
-                           on_model=lambda m, stage: status.update(f"{m}: {stage}"))
+                           mitigations=mitigations, on_model=lambda m, stage: status.update(f"{m}: {stage}"))
     table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
     for column in SUMMARY_HEADER:
         table.add_column(column.format(k=k), overflow="fold")

@@ -12,6 +12,10 @@ history items excluded) for the same seeded test users. Per model the audit keep
 - robustness: the same users scored from their history alone (as ad-hoc users, so models that keep a
   per-user factor cannot ignore it), with and without its oldest 10% (at least one item): overlap@k of the
   two top-k lists and Kendall's tau of the two score vectors over the union of both lists.
+
+With ``mitigations``, every model's top ``POOL`` items are re-ordered into a new top k by each mitigation of
+``recllm.rerank.mitigation`` (popularity calibration at weight 0.5, a 30% long-tail quota) and audited again
+as rows "MODEL + MITIGATION", so each mitigation's cost in NDCG stands beside its effect.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from recllm.data.bundle import DataBundle
+from recllm.data.itemlist import ItemList
 from recllm.data.splits import Split
 from recllm.errors import RecllmError
 from recllm.eval.candidates import select_users
@@ -46,6 +51,7 @@ from recllm.eval.report import machine_info
 from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
 from recllm.ranking import pessimistic_ranks, top_k
+from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,12 @@ AGE_BRACKETS = ((18, "Under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (
 MAX_GROUPS = 30
 """A text attribute with more distinct values than this (a zip code, an id) is not a grouping."""
 TAIL_HEAD = 0.2
+MITIGATIONS = ("popularity-calibration", "tail-quota")
+"""Re-orderings of a model's list the audit can measure (``recllm.rerank.mitigation``)."""
+POOL = 100
+"""Candidates (a model's top items) a mitigation re-orders into the top k."""
+CALIBRATION_WEIGHT = 0.5
+TAIL_QUOTA = 0.3
 
 
 @dataclass(frozen=True)
@@ -199,21 +211,65 @@ def _robustness(model: Recommender, queries: Queries, k: int, batch_size: int) -
     return Robustness(float(np.mean(overlaps)), float(np.mean(taus)), len(overlaps))
 
 
+def _mitigated(name: str, candidates: ItemList, history: np.ndarray, bins: PopularityBins, k: int) -> list[int]:
+    """The top ``k`` item indices after mitigation ``name`` of one user's candidates (ids are indices)."""
+    if name == "popularity-calibration":
+        out = calibrate_popularity(candidates, [str(i) for i in history], bins, k=k, weight=CALIBRATION_WEIGHT)
+    elif name == "tail-quota":
+        out = tail_quota(candidates, bins, k=k, share=TAIL_QUOTA)
+    else:
+        raise RecllmError(f"unknown mitigation '{name}'; known: {', '.join(MITIGATIONS)}")
+    return [int(i) for i in out.items]
+
+
 def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGroups, counts: np.ndarray,
                 *, k: int = 10, batch_size: int = 256, seed: int = 0, min_group: int = 20,
-                robustness: bool = True) -> ModelAudit:
-    """Audit one fitted model on ``queries``; ``counts`` are the items' training interaction counts."""
-    popularity = popularity_percentiles(counts)
+                robustness: bool = True, mitigations: Sequence[str] = ()) -> list[ModelAudit]:
+    """Audit one fitted model on ``queries`` (``counts``: the items' training interaction counts): its own
+    lists first, then the same lists after each of ``mitigations`` (re-ordering its top ``POOL``)."""
+    for mitigation in mitigations:
+        if mitigation not in MITIGATIONS:
+            raise RecllmError(f"unknown mitigation '{mitigation}'; known: {', '.join(MITIGATIONS)}")
     started = time.perf_counter()
     ranks: list[np.ndarray] = []
     tops: list[np.ndarray] = []
+    mitigated: dict[str, list[list[int]]] = {m: [] for m in mitigations}
+    bins = PopularityBins({str(i): float(c) for i, c in enumerate(counts)})
+    pool = max(POOL, k)
     for start in range(0, len(queries.users), batch_size):
         stop = min(start + batch_size, len(queries.users))
         scores = masked_scores(model, queries.users[start:stop], queries.histories[start:stop])
         tops.append(top_k(scores, k))
+        pools = top_k(scores, pool) if mitigations else None
         for row, targets in enumerate(queries.targets[start:stop]):
             ranks.append(pessimistic_ranks(np.repeat(scores[row:row + 1], len(targets), axis=0), targets))
-    lists = np.concatenate(tops)
+            if pools is not None:
+                candidates = ItemList(tuple(str(i) for i in pools[row]), scores[row, pools[row]])
+                for mitigation in mitigations:
+                    mitigated[mitigation].append(_mitigated(mitigation, candidates,
+                                                            queries.histories[start + row], bins, k))
+    out = [_figures(name, np.concatenate(tops), ranks, groups, counts, k=k, seed=seed, min_group=min_group,
+                    robustness=_robustness(model, queries, k, batch_size) if robustness else None,
+                    started=started)]
+    for mitigation in mitigations:
+        lists = np.asarray(mitigated[mitigation], dtype=np.int64)
+        mine = [np.asarray([_position(row, t) for t in targets]) for row, targets in zip(lists, queries.targets,
+                                                                                          strict=True)]
+        out.append(_figures(f"{name} + {mitigation}", lists, mine, groups, counts, k=k, seed=seed,
+                            min_group=min_group, robustness=None, started=time.perf_counter()))
+    return out
+
+
+def _position(row: np.ndarray, target: int) -> int:
+    """0-based place of ``target`` in a top-k row, or k (outside it)."""
+    where = np.flatnonzero(row == target)
+    return int(where[0]) if len(where) else len(row)
+
+
+def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: UserGroups, counts: np.ndarray, *,
+             k: int, seed: int, min_group: int, robustness: Robustness | None, started: float) -> ModelAudit:
+    """A ModelAudit from each user's top-k item indices and target ranks."""
+    popularity = popularity_percentiles(counts)
     per_user = user_metrics(ranks, k)
     ndcg, hit = per_user[f"NDCG@{k}"], per_user[f"HR@{k}"]
     by_metric: dict[str, dict[str, GroupReport]] = {f"NDCG@{k}": {}, f"HR@{k}": {}}
@@ -221,19 +277,18 @@ def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGro
         for metric, values in ((f"NDCG@{k}", ndcg), (f"HR@{k}", hit)):
             by_metric[metric][attribute] = group_metric(values, labels, attribute=attribute, min_users=min_group,
                                                         seed=seed)
-    exposure = exposure_counts(lists, model.n_items)
-    robust = _robustness(model, queries, k, batch_size) if robustness else None
+    exposure = exposure_counts(lists, len(counts))
     return ModelAudit(
         name=name, ndcg=float(ndcg.mean()), hit=float(hit.mean()), groups=by_metric, gini=gini(exposure),
         long_tail_share=long_tail_share(exposure, counts, TAIL_HEAD), coverage=coverage(exposure),
         top1_popularity=float(popularity[lists[:, 0]].mean()), topk_popularity=float(popularity[lists].mean()),
-        robustness=robust, seconds=time.perf_counter() - started, lorenz=lorenz_curve(exposure),
+        robustness=robustness, seconds=time.perf_counter() - started, lorenz=lorenz_curve(exposure),
         per_user={f"NDCG@{k}": ndcg.tolist(), f"HR@{k}": hit.tolist()})
 
 
 def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params: dict[str, dict[str, Any]] | None
               = None, users: int | None = None, k: int = 10, seed: int = 0, split_name: str = "leave-one-out",
-              on_model: Callable[[str, str], None] | None = None) -> AuditReport:
+              mitigations: Sequence[str] = (), on_model: Callable[[str, str], None] | None = None) -> AuditReport:
     """Fit each named retriever on ``split.train`` and audit it on the same seeded test users."""
     if not models:
         raise RecllmError("the audit needs at least one model")
@@ -250,7 +305,7 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
         model.fit(split.train, valid=split.valid if len(split.valid) else None)
         if on_model:
             on_model(name, "audit")
-        audits.append(audit_model(name, model, queries, groups, counts, k=k, seed=seed))
+        audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations))
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
                        groups_skipped=groups.skipped, models=audits, machine=machine_info())

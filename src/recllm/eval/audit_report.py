@@ -59,7 +59,7 @@ def _setup(report: AuditReport) -> str:
             f"one item). {report.date}.")
 
 
-def _group_table(report: AuditReport, metric: str, attribute: str) -> tuple[list[str], list[list[str]]]:
+def group_table(report: AuditReport, metric: str, attribute: str) -> tuple[list[str], list[list[str]]]:
     names = sorted({g.group for m in report.models for g in m.groups[metric][attribute].groups})
     header = ["model", *names, "gap (95%)"]
     rows = []
@@ -82,7 +82,7 @@ def audit_markdown(report: AuditReport) -> str:
              *_markdown_table([h.format(k=k) for h in SUMMARY_HEADER], summary_rows(report))]
     metric = f"NDCG@{k}"
     for attribute in report.models[0].groups.get(metric, {}) if report.models else []:
-        header, rows = _group_table(report, metric, attribute)
+        header, rows = group_table(report, metric, attribute)
         lines += ["", f"## {metric} by {attribute}", "", *_markdown_table(header, rows)]
         skipped = report.models[0].groups[metric][attribute].skipped
         if skipped:
@@ -170,7 +170,7 @@ def audit_html(report: AuditReport) -> str:
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     metric = f"NDCG@{k}"
     for attribute in report.models[0].groups.get(metric, {}) if report.models else []:
-        header, rows = _group_table(report, metric, attribute)
+        header, rows = group_table(report, metric, attribute)
         parts += [f"<h2>{html.escape(metric)} by {html.escape(attribute)}</h2>", _html_table(header, rows)]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
