@@ -1,0 +1,140 @@
+"""The audit of the classic retrievers (issue 17): accuracy by user group, exposure, popularity bias, robustness,
+and the two popularity mitigations with their cost in NDCG.
+
+    .venv/bin/python benchmarks/audit.py run [--dataset movielens-100k --users 0 --models pop,itemknn,...]
+    .venv/bin/python benchmarks/audit.py docs
+
+Leave-one-out split, ``full`` protocol, every test user (``--users 0``) or a seeded sample. The models are the
+benchmark configs' (benchmarks/configs/DATASET.toml), fitted on the training part and kept under
+benchmarks/.models/ (``llm_rerank.fitted``), so a rerun does not refit SASRec. Mitigations (popularity
+calibration at weight 0.5 and a 30% long-tail quota, each re-ordering the model's top 100) are measured for
+EASE and SASRec. Writes benchmarks/results/audit-DATASET.json, the HTML page beside it, and the section of
+docs/benchmarks.md (one table per audited dataset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import _script
+from _docs import machine_text, write_section
+from llm_rerank import fitted
+from recllm.data import load_dataset
+from recllm.eval.audit import AuditReport, audit_model, popularity_percentiles, user_groups
+from recllm.eval.audit_report import SUMMARY_HEADER, group_table, summary_rows, write_audit
+from recllm.eval.candidates import select_users
+from recllm.eval.protocols import queries_for_test
+from recllm.eval.report import machine_info
+from recllm.eval.runner import make_split
+
+HERE = Path(__file__).resolve().parent
+MODELS = ("pop", "itemknn", "ease", "als", "bpr", "sasrec")
+MITIGATED = ("ease", "sasrec")
+DATASETS = ("movielens-100k", "movielens-1m")
+
+
+def _result(dataset: str) -> Path:
+    return HERE / "results" / f"audit-{dataset}.json"
+
+
+def run(args: argparse.Namespace, command: str) -> None:
+    bundle = load_dataset(args.dataset)
+    split = make_split(bundle)
+    queries = select_users(queries_for_test(split), args.users or None, 0)
+    ids = [str(u) for u in split.train.user_vocab.lookup_ids(queries.users)]
+    groups = user_groups(bundle.dataset.user_attributes, ids)
+    counts = np.bincount(split.train.items, minlength=split.train.n_items)
+    audits = []
+    started = time.perf_counter()
+    for name in args.models.split(","):
+        model, _ = fitted(name, bundle, split)
+        mitigations = ("popularity-calibration", "tail-quota") if name in MITIGATED else ()
+        audits.extend(audit_model(name, model, queries, groups, counts, mitigations=mitigations))
+    targets = np.concatenate(queries.targets)
+    report = AuditReport(dataset=bundle.name, split="leave-one-out", protocol="full", k=10,
+                         users=len(queries.users), seed=0,
+                         targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
+                         groups_skipped=groups.skipped, models=audits, machine=machine_info(), command=command)
+    write_audit(report, HERE / "results", f"audit-{args.dataset}")
+    payload = report.to_dict()
+    payload["seconds"] = time.perf_counter() - started
+    _result(args.dataset).write_text(json.dumps(payload, indent=1, default=float))
+
+
+def _report(raw: dict) -> AuditReport:
+    """An AuditReport back from its JSON (enough of it for the tables)."""
+    from recllm.eval.audit import ModelAudit, Robustness
+    from recllm.eval.fairness import GroupReport, GroupStat
+
+    models = []
+    for m in raw["models"]:
+        groups = {metric: {a: GroupReport(**{**r, "groups": [GroupStat(**g) for g in r["groups"]]})
+                           for a, r in by.items()} for metric, by in m["groups"].items()}
+        robust = Robustness(**m["robustness"]) if m["robustness"] else None
+        models.append(ModelAudit(**{**m, "groups": groups, "robustness": robust}))
+    fields = {k: raw[k] for k in ("dataset", "split", "protocol", "k", "users", "seed", "targets_popularity",
+                                  "groups_skipped", "date", "machine", "command")}
+    return AuditReport(**fields, models=models)
+
+
+def docs(_: argparse.Namespace) -> None:
+    lines = ["## Audit of the classic retrievers: user groups, exposure, popularity, robustness (`full` protocol)",
+             "",
+             "Written by `benchmarks/audit.py` through `recllm.eval.audit` (the code behind `recllm audit`). "
+             "Leave-one-out split; every unseen item ranked; models with the benchmark configs' hyper-parameters. "
+             "Group intervals are bootstrap 95% over users; the gap compares the best and the worst group of at "
+             "least 20 users, chosen on the point estimates (a flag to look closer, not a corrected test). Long "
+             "tail: items outside the 20% with the most training interactions. Popularity: percentile of "
+             "training interactions (100: most popular). Robustness: users scored from the history alone, with "
+             "and without its oldest 10%. Mitigations re-order the model's top 100: `popularity-calibration` "
+             "(Steck's calibrated selection over head/mid/tail bins, weight 0.5) and `tail-quota` (every prefix "
+             "at least 30% long-tail items)."]
+    for dataset in DATASETS:
+        if not _result(dataset).exists():
+            continue
+        raw = json.loads(_result(dataset).read_text())
+        report = _report(raw)
+        k = report.k
+        lines += ["", f"**{report.dataset}**, {report.users} test users.", "",
+                  "| " + " | ".join(h.format(k=k) for h in SUMMARY_HEADER) + " |",
+                  "|" + "---|" * len(SUMMARY_HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in summary_rows(report)]
+        for attribute, first in report.models[0].groups[f"NDCG@{k}"].items():
+            if len(first.groups) > 8:  # too wide for a page: the gap per model, with its two groups
+                lines += ["", f"NDCG@{k} by {attribute} ({len(first.groups)} groups; the full table is in the "
+                          f"JSON and the HTML page), {report.dataset}:", "", "| model | best | worst | gap (95%) |",
+                          "|---|---|---|---:|"]
+                for m in report.models:
+                    r = m.groups[f"NDCG@{k}"][attribute]
+                    by = {g.group: g for g in r.groups}
+                    best, worst = ((f"{g} {by[g].mean:.3f} ({by[g].users})" if g else "-") for g in (r.best, r.worst))
+                    gap = f"{r.gap:.4f} [{r.gap_low:.4f}, {r.gap_high:.4f}]" if r.gap is not None else "-"
+                    lines.append(f"| {m.name} | {best} | {worst} | {gap} |")
+                continue
+            header, rows = group_table(report, f"NDCG@{k}", attribute)
+            lines += ["", f"NDCG@{k} by {attribute} (mean [95%] (users)), {report.dataset}:", "",
+                      "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(r) + " |" for r in rows)]
+        if report.groups_skipped:
+            lines += ["", "Not used as groups: " + "; ".join(f"{a} ({w})" for a, w in report.groups_skipped.items())
+                      + "."]
+        lines += ["", f"Command: `{raw['command']}` ({raw['seconds'] / 60:.1f} min).  ",
+                  f"Machine: {machine_text(raw['machine'])}; {raw['date']}."]
+    write_section("audit", "\n".join(lines))
+
+
+def main() -> None:
+    parser = _script.parser(__doc__)
+    parser.add_argument("--dataset", default="movielens-100k", choices=DATASETS)
+    parser.add_argument("--users", type=int, default=0, help="seeded sample of test users; 0: all")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, in the table's order")
+    _script.main("audit.py", parser, run, docs)
+
+
+if __name__ == "__main__":
+    main()
