@@ -150,3 +150,32 @@ def test_fractional_timestamps_are_truncated_with_a_warning(tmp_path: Path, capl
         ds = build_dataset(table)
     assert ds.timestamps.tolist() == [10, 11]
     assert "1 timestamps in 'timestamp' have fractions of a second" in caplog.text and "line 2" in caplog.text
+
+
+USERS = "user,tier,income,zip\nu1,gold,52000,02139\nu2,silver,,10001\nu9,gold,40000,94110\n"
+
+
+def test_users_file_gives_attributes_numeric_where_declared(tmp_path: Path):
+    users = {"path": str(write(tmp_path, "users.csv", USERS)), "attributes": ["tier", "income"],
+             "numeric": ["income"]}
+    attrs = load_files(config(tmp_path, GOOD, users=users)).dataset.user_attributes
+    assert list(attrs.columns) == ["tier", "income"] and list(attrs.index) == ["u1", "u2"]  # u9 has no interactions
+    assert attrs.loc["u1", "tier"] == "gold" and attrs.loc["u1", "income"] == 52000.0
+    assert pd.isna(attrs.loc["u2", "income"]) and attrs["income"].dtype.kind == "f"
+    every = load_files(config(tmp_path, GOOD, users={"path": str(tmp_path / "users.csv")})).dataset.user_attributes
+    assert list(every.columns) == ["tier", "income", "zip"] and every.loc["u1", "zip"] == "02139"  # text kept
+
+
+@pytest.mark.parametrize(("text", "options", "message"), [
+    (USERS, {"attributes": ["tier", "age"]}, "missing column 'age'"),
+    (USERS, {"user": "customer"}, "missing column 'customer'"),
+    (USERS, {"attributes": ["tier"], "numeric": ["income"]}, "not among the attributes"),
+    (USERS + "u1,bronze,1,00000\n", {}, "user 'u1' appears twice (also on line 2)"),
+    ("user,tier\n,gold\n", {}, "empty user id"),
+    (USERS.replace("52000", "lots"), {"numeric": ["income"]}, "'lots' is not a number"),
+])
+def test_users_file_errors_name_file_line_and_column(tmp_path: Path, text: str, options: dict, message: str):
+    users = {"path": str(write(tmp_path, "users.csv", text)), **options}
+    with pytest.raises(DataError) as err:
+        load_files(config(tmp_path, GOOD, users=users))
+    assert message in str(err.value) and "users.csv" in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
+import pandas as pd
 import pydantic
 
 from recllm.config import build, load_toml
@@ -19,6 +20,7 @@ from recllm.data.validation import (
     build_catalog,
     build_dataset,
 )
+from recllm.errors import DataError
 
 
 class InteractionSource(InteractionColumns):
@@ -29,6 +31,19 @@ class InteractionSource(InteractionColumns):
 
 class ItemSource(ItemColumns):
     path: Path
+    format: str | None = None
+    separator: str | None = None
+
+
+class UserSource(pydantic.BaseModel):
+    """A file of user attributes (one row per user): ``user`` names the id column; ``attributes`` the columns
+    kept (empty: every other column); ``numeric`` those read as numbers (an audit bins them in quartiles)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    path: Path
+    user: str = "user"
+    attributes: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
     format: str | None = None
     separator: str | None = None
 
@@ -45,6 +60,7 @@ class FileDatasetConfig(pydantic.BaseModel):
     name: str = "files"
     interactions: InteractionSource
     items: ItemSource | None = None
+    users: UserSource | None = None
     strict: bool = False
     duplicates: DuplicatePolicy = "keep-last"
     rating_range: RatingRange | None = None
@@ -72,9 +88,10 @@ def load_files(config: FileDatasetConfig | dict, *, base: Path | None = None) ->
         catalog = build_catalog(table, ItemColumns(**item_src.model_dump(include=set(ItemColumns.model_fields))))
     src = config.interactions
     table = read_table(_resolve(src.path, base), src.format, sep=src.separator)
+    users = _user_attributes(config.users, base) if config.users is not None else None
     dataset = build_dataset(table, InteractionColumns(**src.model_dump(include=set(InteractionColumns.model_fields))),
                             catalog=catalog, strict=config.strict, duplicates=config.duplicates,
-                            rating_range=config.rating_range, name=config.name)
+                            rating_range=config.rating_range, user_attributes=users, name=config.name)
     if catalog is None:
         catalog = ItemCatalog(Item(id=i, title=i) for i in dataset.item_vocab.ids)
     return DataBundle(dataset, catalog, rating_range=config.rating_range)
@@ -85,6 +102,47 @@ def load_files_toml(path: str | Path) -> DataBundle:
     path = Path(path)
     config = build(FileDatasetConfig, load_toml(path), where=str(path))
     return load_files(config, base=path.parent)
+
+
+def _user_attributes(source: UserSource, base: Path) -> pd.DataFrame:
+    """The users file as a frame indexed by user id; a missing column, an empty or repeated user id, or a
+    non-number in a numeric column is an error naming the file, line and column."""
+    table = read_table(_resolve(source.path, base), source.format, sep=source.separator)
+    frame = table.frame
+    columns = list(source.attributes) or [c for c in frame.columns if c != source.user]
+    for column in [source.user, *columns, *source.numeric]:
+        if column not in frame.columns:
+            raise DataError(f"missing column '{column}' (the file has {', '.join(map(str, frame.columns))})",
+                            path=table.path, field=column)
+    unknown = [c for c in source.numeric if c not in columns]
+    if unknown:
+        raise DataError(f"numeric column '{unknown[0]}' is not among the attributes kept", path=table.path,
+                        field=unknown[0])
+    ids = frame[source.user]
+    seen: dict[str, int] = {}
+    for row, value in enumerate(ids):
+        if value is None or not str(value).strip():
+            raise DataError("empty user id", path=table.path, line=table.line_of(row), field=source.user)
+        key = str(value).strip()
+        if key in seen:
+            raise DataError(f"user '{key}' appears twice (also on line {table.line_of(seen[key])})", path=table.path,
+                            line=table.line_of(row), field=source.user)
+        seen[key] = row
+    out = frame[columns].copy()
+    for column in source.numeric:
+        values = []
+        for row, value in enumerate(out[column]):
+            if value is None or not str(value).strip():
+                values.append(float("nan"))
+                continue
+            try:
+                values.append(float(value))
+            except ValueError:
+                raise DataError(f"'{value}' is not a number", path=table.path, line=table.line_of(row),
+                                field=column) from None
+        out[column] = values
+    out.index = pd.Index([str(v).strip() for v in ids], name="user")
+    return out
 
 
 def _resolve(path: Path, base: Path) -> Path:
