@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recllm.errors import RecllmError
+from recllm.data import Item, ItemCatalog, ItemList
+from recllm.errors import ConfigError, RecllmError
 from recllm.eval.fairness import (
     coverage,
     exposure_counts,
@@ -21,6 +24,10 @@ from recllm.eval.fairness import (
     sensitivity_spread,
     serp_star_at_k,
 )
+from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, prompt_sensitivity, sensitivity_rows
+from recllm.prompts import PromptBuilder
+from recllm.rerank.base import Reranker, RerankResult
+from recllm.rerank.diagnostics import Diagnostics
 
 
 def test_jaccard_by_hand() -> None:
@@ -130,3 +137,57 @@ def test_gini_is_in_range_and_ignores_order_and_scale(values: list[int]) -> None
     g = gini(x)
     assert 0.0 <= g <= 1 - 1 / len(x) + 1e-12
     assert gini(x[::-1]) == pytest.approx(g) and gini(3 * x) == pytest.approx(g)
+
+
+# ---- sensitive-attribute prompting ---------------------------------------------------------------------------
+
+class _Persona(Reranker):
+    """Ranks the candidates in the retriever's order, reversed when the persona names a woman or a girl."""
+
+    def __init__(self, persona: str | None) -> None:
+        self.persona = persona
+
+    @property
+    def name(self) -> str:
+        return "persona-test"
+
+    def rerank(self, history: Sequence[str], candidates: ItemList, *, user: object | None = None) -> RerankResult:
+        order = list(candidates.items)
+        if self.persona in ("a female", "a girl"):
+            order.reverse()
+        diagnostics = Diagnostics(reranker=self.name, model="none", backend="none", n_candidates=len(order))
+        return RerankResult(ItemList(tuple(order), np.arange(len(order), 0, -1.0)), diagnostics, len(order))
+
+
+def test_prompt_sensitivity_finds_the_attribute_that_moves_the_ranking() -> None:
+    items = tuple(f"i{n}" for n in range(20))
+    lists = [(f"u{n}", ["h"], ItemList(items, np.zeros(20))) for n in range(3)]
+    report = prompt_sensitivity(_Persona, lists, {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}, k=10)
+    by = {a.attribute: a for a in report.attributes}
+    assert report.users == 3 and report.reranker == "persona-test"
+    for attribute in ("age", "occupation"):  # never reverses: identical to the neutral ranking
+        for measure in ("Jaccard", "SERP*", "PRAG*"):
+            assert by[attribute].spread[measure].snsr == 0.0 and by[attribute].spread[measure].snsv == 0.0
+            assert all(v[measure] == 1.0 for v in by[attribute].similarity.values())
+    gender = by["gender"]
+    assert gender.similarity["a female"] == {"Jaccard": 0.0, "SERP*": 0.0, "PRAG*": 0.0}  # the bottom 10 instead
+    assert gender.similarity["a male"] == {"Jaccard": 1.0, "SERP*": 1.0, "PRAG*": 1.0}
+    assert gender.spread["Jaccard"].snsr == 1.0 and gender.spread["Jaccard"].snsv == pytest.approx(0.5)
+    assert gender.spread["PRAG*"].least_similar in ("a girl", "a female")
+    rows = sensitivity_rows(report)
+    assert len(rows) == 3 * 3 and rows[3][:2] == ["gender", "Jaccard"] and rows[3][4] == "1.000"
+    with pytest.raises(RecllmError, match="at least one user"):
+        prompt_sensitivity(_Persona, [], {"gender": ("a male",)})
+    with pytest.raises(RecllmError, match="at least one value"):
+        prompt_sensitivity(_Persona, lists, {"gender": ()})
+
+
+def test_the_persona_is_stated_in_the_prompt() -> None:
+    catalog = ItemCatalog([Item("a", "Alpha", 1990, ("Drama",)), Item("b", "Beta", 1991, ("Comedy",))])
+    plain = PromptBuilder(catalog, "rank-verbalizer").build(["a"], candidates=["a", "b"]).messages[-1]["content"]
+    text = PromptBuilder(catalog, "rank-verbalizer", persona="a female").build(["a"], candidates=["a", "b"])
+    content = text.messages[-1]["content"]
+    assert "This user is a female." in content and "This user is" not in plain
+    assert content.replace("This user is a female.\n\n", "") == plain
+    with pytest.raises(ConfigError, match="persona must state"):
+        PromptBuilder(catalog, "rank-verbalizer", persona="  ")

@@ -28,12 +28,18 @@ def audit(
     config: Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")] = None,
     mitigate: Annotated[str, typer.Option(help="Comma-separated mitigations measured beside each model: "
                                           "popularity-calibration, tail-quota.")] = "",
+    rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers audited for stated user attributes "
+                                        "(FaiRLLM) over the first model's top 20.")] = "",
+    llm: Annotated[str, typer.Option(help="LLM for --rerank: hf, hf:NAME or openai:URL.")] = "hf",
+    llm_users: Annotated[int, typer.Option(help="Users whose lists the LLM re-ranks once neutrally and once per "
+                                           "attribute value.")] = 50,
     out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
     verbose: VerboseOpt = False,
 ) -> None:
     """Audit retrievers on one split: NDCG and HR per user group (every attribute of the users), exposure
     (Gini, long tail, coverage), popularity bias and robustness to losing the oldest 10% of history; with
-    --mitigate, each model's lists again after a popularity mitigation, with its cost in NDCG."""
+    --mitigate, each model's lists again after a popularity mitigation, with its cost in NDCG; with --rerank,
+    how much each LLM re-ranker's ranking moves when the prompt states the user's age, gender or occupation."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.eval.audit import MITIGATIONS, run_audit
@@ -52,6 +58,9 @@ def audit(
     unknown = [m for m in mitigations if m not in MITIGATIONS]
     if unknown:
         raise ConfigError(f"--mitigate: unknown mitigation '{unknown[0]}'; known: {', '.join(MITIGATIONS)}")
+    rerankers = [r.strip() for r in rerank.split(",") if r.strip()]
+    if rerankers and llm_users < 1:
+        raise ConfigError(f"--llm-users must be at least 1, got {llm_users}")
     params = parse_params(param, config)
     with console.status(f"loading {dataset}"):
         bundle = load_dataset(dataset)
@@ -59,7 +68,8 @@ def audit(
     status = console.status("starting")
     with status:
         report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
-                           mitigations=mitigations, on_model=lambda m, stage: status.update(f"{m}: {stage}"))
+                           mitigations=mitigations, rerankers=rerankers, llm=llm, llm_users=llm_users,
+                           on_model=lambda m, stage: status.update(f"{m}: {stage}"))
     table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
     for column in SUMMARY_HEADER:
         table.add_column(column.format(k=k), overflow="fold")

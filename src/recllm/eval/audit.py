@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,9 +48,11 @@ from recllm.eval.fairness import (
 from recllm.eval.metrics import user_metrics
 from recllm.eval.protocols import Queries, masked_scores, queries_for_test
 from recllm.eval.report import machine_info
+from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, SensitivityReport, prompt_sensitivity
 from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
 from recllm.ranking import pessimistic_ranks, top_k
+from recllm.rerank.base import Reranker
 from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,7 @@ class AuditReport:
     targets_popularity: float
     groups_skipped: dict[str, str]
     models: list[ModelAudit]
+    sensitivity: list[SensitivityReport] = field(default_factory=list)
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     machine: dict[str, Any] = field(default_factory=dict)
     command: str = ""
@@ -286,10 +289,42 @@ def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: User
         per_user={f"NDCG@{k}": ndcg.tolist(), f"HR@{k}": hit.tolist()})
 
 
+def llm_sensitivity(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
+                    bundle: DataBundle, attributes: Mapping[str, Sequence[str]], *, users: int, options:
+                    dict[str, Any] | None = None, n: int = 20, k: int = 10) -> SensitivityReport:
+    """FaiRLLM's sensitive-attribute prompting for LLM re-ranker ``reranker`` on ``llm_spec``, re-ranking
+    ``model``'s top ``n`` for the first ``users`` audited users (``recllm.eval.sensitivity``)."""
+    from recllm.pipeline import build_llm, build_reranker, llm_catalog
+
+    llm = build_llm(llm_spec)
+    catalog = llm_catalog(llm_spec, bundle.catalog)
+    base = dict(options or {})
+
+    def make(persona: str | None) -> Reranker:
+        chosen = dict(base)
+        if persona is not None:
+            chosen["prompt_options"] = {**dict(chosen.get("prompt_options") or {}), "persona": persona}
+        return build_reranker(reranker, llm, catalog, chosen)
+
+    vocab = split.train.item_vocab
+    lists = []
+    for row in range(min(users, len(queries.users))):
+        history = queries.histories[row]
+        scores = masked_scores(model, queries.users[row:row + 1], [history])[0]
+        top = top_k(scores[None, :], n)[0]
+        lists.append((str(split.train.user_vocab.id(int(queries.users[row]))), vocab.lookup_ids(history),
+                      ItemList(tuple(vocab.lookup_ids(top)), scores[top])))
+    return prompt_sensitivity(make, lists, attributes, k=k)
+
+
 def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params: dict[str, dict[str, Any]] | None
               = None, users: int | None = None, k: int = 10, seed: int = 0, split_name: str = "leave-one-out",
-              mitigations: Sequence[str] = (), on_model: Callable[[str, str], None] | None = None) -> AuditReport:
-    """Fit each named retriever on ``split.train`` and audit it on the same seeded test users."""
+              mitigations: Sequence[str] = (), rerankers: Sequence[str] = (), llm: str = "hf",
+              llm_users: int = 50, attributes: Mapping[str, Sequence[str]] | None = None,
+              on_model: Callable[[str, str], None] | None = None) -> AuditReport:
+    """Fit each named retriever on ``split.train`` and audit it on the same seeded test users; with
+    ``rerankers``, each LLM re-ranker's sensitivity to stated user attributes over the first model's top 20
+    for the first ``llm_users`` of those users (FaiRLLM's attributes that MovieLens has, by default)."""
     if not models:
         raise RecllmError("the audit needs at least one model")
     queries = select_users(queries_for_test(split), users, seed)
@@ -298,6 +333,7 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
     counts = np.bincount(split.train.items, minlength=split.train.n_items)
     targets = np.concatenate(queries.targets)
     audits = []
+    first: Recommender | None = None
     for name in models:
         model = build_retriever(name, bundle, (params or {}).get(name, {}))
         if on_model:
@@ -306,6 +342,15 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
         if on_model:
             on_model(name, "audit")
         audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations))
+        first = first or model
+    sensitivity = []
+    for reranker in rerankers:
+        if on_model:
+            on_model(reranker, "attribute prompts")
+        assert first is not None
+        chosen = attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}
+        sensitivity.append(llm_sensitivity(first, split, queries, reranker, llm, bundle, chosen, users=llm_users,
+                                           options=(params or {}).get(reranker), k=k))
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
-                       groups_skipped=groups.skipped, models=audits, machine=machine_info())
+                       groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity, machine=machine_info())

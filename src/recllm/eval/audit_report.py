@@ -13,6 +13,9 @@ import numpy as np
 
 from recllm.eval.audit import AuditReport, ModelAudit
 from recllm.eval.fairness import GroupReport
+from recllm.eval.sensitivity import sensitivity_rows
+
+SENSITIVITY_HEADER = ["attribute", "measure", "lowest mean similarity (value)", "mean over values", "SNSR", "SNSV"]
 
 
 def _gap(report: GroupReport | None) -> str:
@@ -87,6 +90,9 @@ def audit_markdown(report: AuditReport) -> str:
         skipped = report.models[0].groups[metric][attribute].skipped
         if skipped:
             lines += ["", "Not compared (fewer than 20 users or unknown): " + "; ".join(skipped) + "."]
+    for sensitivity in report.sensitivity:
+        lines += ["", f"## Stated user attributes (FaiRLLM): {sensitivity.reranker}, top {sensitivity.k}, "
+                  f"{sensitivity.users} users", "", *_markdown_table(SENSITIVITY_HEADER, sensitivity_rows(sensitivity))]
     if report.groups_skipped:
         lines += ["", "User attributes not used as groups: "
                   + "; ".join(f"{a} ({why})" for a, why in report.groups_skipped.items()) + "."]
@@ -172,6 +178,9 @@ def audit_html(report: AuditReport) -> str:
     for attribute in report.models[0].groups.get(metric, {}) if report.models else []:
         header, rows = group_table(report, metric, attribute)
         parts += [f"<h2>{html.escape(metric)} by {html.escape(attribute)}</h2>", _html_table(header, rows)]
+    for sensitivity in report.sensitivity:
+        parts += [f"<h2>Stated user attributes (FaiRLLM): {html.escape(sensitivity.reranker)}, top {sensitivity.k}, "
+                  f"{sensitivity.users} users</h2>", _html_table(SENSITIVITY_HEADER, sensitivity_rows(sensitivity))]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
              "td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td:first-child{text-align:left}"

@@ -40,6 +40,8 @@ DEFAULT_MAX_HISTORY = 20
 Order = Literal["oldest-first", "newest-first"]
 EvidenceName = Literal["none", "nearest-history"]
 DEFAULT_EVIDENCE_PART = " (close to: {titles})"
+DEFAULT_PERSONA_PART = "This user is {persona}."
+"""How a stated user attribute reads when the template has no ``persona`` part."""
 """How a candidate's evidence follows its line when the template has no ``candidate_evidence`` part."""
 TaskName = Literal["rank-likelihood", "rank-verbalizer", "rank-listwise", "rating", "explain", "next-item"]
 VariantName = Literal["zero-shot", "few-shot", "chain-of-thought"]
@@ -70,6 +72,7 @@ class PromptConfig(BaseModel):
     evidence: EvidenceName = "none"
     evidence_k: int = Field(default=2, ge=1)
     evidence_embedder: str = "st"
+    persona: str | None = None
 
     @classmethod
     def from_toml(cls, path: str | Path, table: str | None = "prompt") -> PromptConfig:
@@ -117,6 +120,8 @@ class PromptBuilder:
     - ``evidence`` (ranking prompts with candidate lines): ``"nearest-history"`` writes beside each candidate
       the ``evidence_k`` shown history items closest to it by the embedding of their catalog text
       (``evidence_embedder``, see ``recllm.prompts.evidence``); a ``NearestHistory`` brings its own vectors.
+    - ``persona``: a user attribute stated in the prompt, e.g. "a female" ("This user is a female.", the
+      template's ``persona`` part), as FaiRLLM's sensitive-attribute prompts do; None states nothing.
     """
 
     def __init__(
@@ -145,6 +150,7 @@ class PromptBuilder:
         evidence: EvidenceName | NearestHistory = "none",
         evidence_k: int = 2,
         evidence_embedder: str = "st",
+        persona: str | None = None,
     ) -> None:
         if isinstance(template, Template):
             self.template = template
@@ -191,6 +197,9 @@ class PromptBuilder:
         if counter is not None and llm is not None:
             log.debug("both llm and counter given: tokens are counted by the LLM")
         self.evidence = self._evidence(evidence, evidence_k, evidence_embedder)
+        if persona is not None and not persona.strip():
+            raise ConfigError("persona must state something (e.g. 'a female'), or be None")
+        self.persona = persona.strip() if persona is not None else None
         self._label_cache: dict[int, tuple[str, ...]] = {}
         source = llm if llm is not None else counter
         self._piece = piece_counter(source) if source is not None else estimate_tokens
@@ -206,7 +215,7 @@ class PromptBuilder:
                    max_history=config.max_history, min_history=config.min_history,
                    label_style=config.label_style, output=config.output, noun=config.noun, nouns=config.nouns,
                    scale=(config.scale_min, config.scale_max), evidence=config.evidence,
-                   evidence_k=config.evidence_k, evidence_embedder=config.evidence_embedder)
+                   evidence_k=config.evidence_k, evidence_embedder=config.evidence_embedder, persona=config.persona)
 
     # ---- public ---------------------------------------------------------------------------------------
     @property
@@ -381,6 +390,8 @@ class PromptBuilder:
         t = self.template
         fields = {**common, "n_history": len(entries)}
         sections = [t.part("task").format(**fields)]
+        if self.persona is not None:
+            sections.append((t.part("persona") or DEFAULT_PERSONA_PART).format(**fields, persona=self.persona))
         if demos:
             shown = [self._demonstration(number, demo, fields) for number, demo in enumerate(demos, start=1)]
             sections.append("\n\n".join([t.part("demonstrations_header").format(**fields), *shown]))

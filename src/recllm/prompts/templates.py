@@ -47,6 +47,7 @@ PART_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
     "candidates_header": frozenset(),
     "candidate_line": ITEM_FIELDS | {"label"},
     "candidate_evidence": frozenset({"titles"}),
+    "persona": frozenset({"persona"}),
     "reasoning": frozenset(),
     "output_format": frozenset(),
     "answer_prefix": frozenset(),
@@ -59,6 +60,7 @@ _SAMPLE: Mapping[str, Any] = MappingProxyType({
     "number": 1, "id": "1", "title": "Fargo (1996)", "facts": "Fargo (1996); genres: Crime", "rating": "",
     "value": 4.0, "label": "A", "history": "1. Fargo (1996)", "next_id": "2", "next_title": "Heat (1995)",
     "next_facts": "Heat (1995); genres: Action", "next_rating": "4", "titles": "Heat (1995); Ronin (1998)",
+    "persona": "a student",
 })
 
 ALWAYS_REQUIRED = ("task", "history_header", "item_line", "output_format")
