@@ -34,6 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="movielens-100k, movielens-1m, "
                                          "grouplens-100k:DIR, grouplens-1m:DIR or files:CONFIG.toml")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE hyper-parameter.")]
+ModelConfigOpt = Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")]
 
 
 def _setup_logging(verbose: bool) -> None:

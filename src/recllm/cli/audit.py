@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recllm.cli import DatasetOpt, VerboseOpt, _setup_logging, app, cli_errors, console, parse_params
+from recllm.cli import (
+    DatasetOpt,
+    ModelConfigOpt,
+    ParamOpt,
+    VerboseOpt,
+    _setup_logging,
+    app,
+    cli_errors,
+    console,
+    parse_params,
+)
 from recllm.errors import ConfigError
 
 
@@ -24,8 +34,8 @@ def audit(
     k: Annotated[int, typer.Option("--k", help="List length for accuracy, exposure and robustness.")] = 10,
     split: Annotated[str, typer.Option(help="leave-one-out or temporal.")] = "leave-one-out",
     seed: Annotated[int, typer.Option(help="Seed for the split, the user sample and the bootstrap.")] = 0,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE hyper-parameter.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")] = None,
+    param: ParamOpt = None,
+    config: ModelConfigOpt = None,
     mitigate: Annotated[str, typer.Option(help="Comma-separated mitigations measured beside each model: "
                                           "popularity-calibration, tail-quota.")] = "",
     rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers audited for stated user attributes "

@@ -17,7 +17,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from recllm.cli import DatasetOpt, VerboseOpt, _setup_logging, app, cli_errors, console, parse_params
+from recllm.cli import (
+    DatasetOpt,
+    ModelConfigOpt,
+    ParamOpt,
+    VerboseOpt,
+    _setup_logging,
+    app,
+    cli_errors,
+    console,
+    parse_params,
+)
 from recllm.errors import ConfigError
 
 
@@ -28,8 +38,8 @@ def evaluate_chat(
     users: Annotated[int, typer.Option(help="Simulated users (a seeded sample of the test users).")] = 300,
     turns: Annotated[int, typer.Option(help="Turns each simulated user may take.")] = 5,
     model: Annotated[str, typer.Option(help="The chat's retriever (a model name).")] = "ease",
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE hyper-parameter.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")] = None,
+    param: ParamOpt = None,
+    config: ModelConfigOpt = None,
     reader: Annotated[str, typer.Option(help="rules, or an LLM spec (hf, hf:NAME, openai:URL) for the model "
                                         "with rules.")] = "rules",
     paraphrase: Annotated[str, typer.Option(help="none (rule-phrased simulator) or an LLM spec that rephrases "
