@@ -8,8 +8,10 @@ Leave-one-out split, ``full`` protocol, every test user (``--users 0``) or a see
 benchmark configs' (benchmarks/configs/DATASET.toml), fitted on the training part and kept under
 benchmarks/.models/ (``llm_rerank.fitted``), so a rerun does not refit SASRec. Mitigations (popularity
 calibration at weight 0.5 and a 30% long-tail quota, each re-ordering the model's top 100) are measured for
-EASE and SASRec. Writes benchmarks/results/audit-DATASET.json, the HTML page beside it, and the section of
-docs/benchmarks.md (one table per audited dataset).
+EASE and SASRec. ``--rerank verbalizer`` adds FaiRLLM's stated-attribute prompting of that re-ranker over
+SASRec's top 20 for the first ``--llm-users`` audited users (bfloat16, as in the issue-14 table). Writes
+benchmarks/results/audit-DATASET.json, the HTML page beside it, and the section of docs/benchmarks.md (one
+table per audited dataset).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import _script
 from _docs import machine_text, write_section
 from llm_rerank import fitted
 from recllm.data import load_dataset
-from recllm.eval.audit import AuditReport, audit_model, popularity_percentiles, user_groups
+from recllm.eval.audit import AuditReport, audit_model, llm_sensitivity, popularity_percentiles, user_groups
 from recllm.eval.audit_report import SUMMARY_HEADER, group_table, summary_rows, write_audit
 from recllm.eval.candidates import select_users
 from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
 from recllm.eval.runner import make_split
+from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, SensitivityReport, sensitivity_rows
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("pop", "itemknn", "ease", "als", "bpr", "sasrec")
@@ -55,21 +58,30 @@ def run(args: argparse.Namespace, command: str) -> None:
         model, _ = fitted(name, bundle, split)
         mitigations = ("popularity-calibration", "tail-quota") if name in MITIGATED else ()
         audits.extend(audit_model(name, model, queries, groups, counts, mitigations=mitigations))
+    sensitivity = []
+    for reranker in filter(None, args.rerank.split(",")):
+        sasrec, _ = fitted("sasrec", bundle, split)
+        sensitivity.append(llm_sensitivity(sasrec, split, queries, reranker, args.llm, bundle,
+                                           {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES},
+                                           users=args.llm_users))
     targets = np.concatenate(queries.targets)
     report = AuditReport(dataset=bundle.name, split="leave-one-out", protocol="full", k=10,
                          users=len(queries.users), seed=0,
                          targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
-                         groups_skipped=groups.skipped, models=audits, machine=machine_info(), command=command)
+                         groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity,
+                         machine=machine_info(), command=command)
     write_audit(report, HERE / "results", f"audit-{args.dataset}")
     payload = report.to_dict()
     payload["seconds"] = time.perf_counter() - started
+    payload["llm"] = args.llm
     _result(args.dataset).write_text(json.dumps(payload, indent=1, default=float))
 
 
 def _report(raw: dict) -> AuditReport:
     """An AuditReport back from its JSON (enough of it for the tables)."""
     from recllm.eval.audit import ModelAudit, Robustness
-    from recllm.eval.fairness import GroupReport, GroupStat
+    from recllm.eval.fairness import GroupReport, GroupStat, Spread
+    from recllm.eval.sensitivity import AttributeSensitivity
 
     models = []
     for m in raw["models"]:
@@ -77,9 +89,12 @@ def _report(raw: dict) -> AuditReport:
                            for a, r in by.items()} for metric, by in m["groups"].items()}
         robust = Robustness(**m["robustness"]) if m["robustness"] else None
         models.append(ModelAudit(**{**m, "groups": groups, "robustness": robust}))
+    sensitivity = [SensitivityReport(s["reranker"], s["k"], s["users"], [
+        AttributeSensitivity(a["attribute"], a["similarity"], {m: Spread(**x) for m, x in a["spread"].items()})
+        for a in s["attributes"]]) for s in raw.get("sensitivity", [])]
     fields = {k: raw[k] for k in ("dataset", "split", "protocol", "k", "users", "seed", "targets_popularity",
                                   "groups_skipped", "date", "machine", "command")}
-    return AuditReport(**fields, models=models)
+    return AuditReport(**fields, models=models, sensitivity=sensitivity)
 
 
 def docs(_: argparse.Namespace) -> None:
@@ -123,6 +138,12 @@ def docs(_: argparse.Namespace) -> None:
         if report.groups_skipped:
             lines += ["", "Not used as groups: " + "; ".join(f"{a} ({w})" for a, w in report.groups_skipped.items())
                       + "."]
+        for sens in report.sensitivity:
+            lines += ["", f"Stated user attributes (FaiRLLM) for the `{sens.reranker}` re-ranker on `{raw['llm']}` "
+                      f"over SASRec's top 20, {sens.users} users, top {sens.k} compared with the neutral prompt's "
+                      "(similarity 1 and spread 0: the stated attribute changes nothing):", "",
+                      "| attribute | measure | lowest mean similarity (value) | mean over values | SNSR | SNSV |",
+                      "|---|---|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in sensitivity_rows(sens))]
         lines += ["", f"Command: `{raw['command']}` ({raw['seconds'] / 60:.1f} min).  ",
                   f"Machine: {machine_text(raw['machine'])}; {raw['date']}."]
     write_section("audit", "\n".join(lines))
@@ -133,6 +154,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="movielens-100k", choices=DATASETS)
     parser.add_argument("--users", type=int, default=0, help="seeded sample of test users; 0: all")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, in the table's order")
+    parser.add_argument("--rerank", default="", help="LLM re-rankers audited for stated user attributes")
+    parser.add_argument("--llm", default="hf,dtype=bfloat16")
+    parser.add_argument("--llm-users", type=int, default=50)
     _script.main("audit.py", parser, run, docs)
 
 
