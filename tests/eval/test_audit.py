@@ -134,12 +134,14 @@ def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path) ->
 
 def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "30", "--k", "5", "--rerank",
-                                      "verbalizer", "--llm-users", "1", "--out", str(tmp_path)])
+                                      "verbalizer", "--llm-users", "1", "--attributes", "gender",
+                                      "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads(next(tmp_path.glob("*.json")).read_text())
     [sensitivity] = data["sensitivity"]
     assert sensitivity["reranker"] == "verbalizer" and sensitivity["users"] == 1 and sensitivity["k"] == 5
-    assert [a["attribute"] for a in sensitivity["attributes"]] == ["age", "gender", "occupation"]
+    assert [a["attribute"] for a in sensitivity["attributes"]] == ["gender"]
+    assert list(sensitivity["attributes"][0]["similarity"]) == ["a boy", "a girl", "a male", "a female"]
     for attribute in sensitivity["attributes"]:
         for value, measures in attribute["similarity"].items():
             assert value.startswith(("a ", "an ")) and all(0.0 <= x <= 1.0 for x in measures.values())
@@ -147,6 +149,8 @@ def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> N
             values = list(spread["values"].values())
             assert spread["snsr"] == pytest.approx(max(values) - min(values))
     assert "## Stated user attributes (FaiRLLM): verbalizer" in next(tmp_path.glob("*.md")).read_text()
-    bad = CliRunner().invoke(app, ["audit", "--models", "pop", "--rerank", "verbalizer", "--llm-users", "0",
-                                   "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "--llm-users" in bad.output
+    for args, message in ((["--llm-users", "0"], "--llm-users"), (["--attributes", "height"], "unknown attribute"),
+                          (["--attributes", " "], "--attributes is empty")):
+        bad = CliRunner().invoke(app, ["audit", "--models", "pop", "--rerank", "verbalizer", *args,
+                                       "--out", str(tmp_path)])
+        assert bad.exit_code == 2 and message in bad.output, bad.output

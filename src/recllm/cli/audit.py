@@ -43,6 +43,9 @@ def audit(
     llm: Annotated[str, typer.Option(help="LLM for --rerank: hf, hf:NAME or openai:URL.")] = "hf",
     llm_users: Annotated[int, typer.Option(help="Users whose lists the LLM re-ranks once neutrally and once per "
                                            "attribute value.")] = 50,
+    attributes: Annotated[str, typer.Option(help="Comma-separated attributes stated in the prompts for --rerank: "
+                                            "age, gender, occupation, country, continent, race, religion, "
+                                            "physique.")] = "age,gender,occupation",
     out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
     verbose: VerboseOpt = False,
 ) -> None:
@@ -55,6 +58,7 @@ def audit(
     from recllm.eval.audit import MITIGATIONS, run_audit
     from recllm.eval.audit_report import SUMMARY_HEADER, summary_rows, write_audit
     from recllm.eval.runner import make_split
+    from recllm.eval.sensitivity import FAIRLLM_VALUES
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
@@ -71,6 +75,13 @@ def audit(
     rerankers = [r.strip() for r in rerank.split(",") if r.strip()]
     if rerankers and llm_users < 1:
         raise ConfigError(f"--llm-users must be at least 1, got {llm_users}")
+    stated = [a.strip() for a in attributes.split(",") if a.strip()]
+    if rerankers and not stated:
+        raise ConfigError("--attributes is empty: name at least one, e.g. --attributes gender")
+    unknown_attributes = [a for a in stated if a not in FAIRLLM_VALUES]
+    if unknown_attributes:
+        raise ConfigError(f"--attributes: unknown attribute '{unknown_attributes[0]}'; known: "
+                          f"{', '.join(FAIRLLM_VALUES)}")
     params = parse_params(param, config)
     with console.status(f"loading {dataset}"):
         bundle = load_dataset(dataset)
@@ -79,6 +90,7 @@ def audit(
     with status:
         report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
                            mitigations=mitigations, rerankers=rerankers, llm=llm, llm_users=llm_users,
+                           attributes={a: FAIRLLM_VALUES[a] for a in stated},
                            on_model=lambda m, stage: status.update(f"{m}: {stage}"))
     table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
     for column in SUMMARY_HEADER:
