@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 import _script
 from _docs import machine_text, paired_interval, write_section
 from llm_rerank import fitted
 from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
+from recllm.eval.audit import popularity_percentiles
 from recllm.eval.candidates import select_users, top_n_cases
 from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
@@ -172,10 +172,9 @@ def _ranks(lists: Sequence[tuple[str, list[str], ItemList, str]], scores: Sequen
 
 def _popularity_percentile(split: Any) -> dict[str, float]:
     """Each item's training popularity as a percentile among all items (100: the most interacted-with)."""
-    counts = np.bincount(split.train.items, minlength=split.train.n_items)
-    ranks = rankdata(counts, method="average") - 1  # ties share their mean rank
+    percentiles = popularity_percentiles(np.bincount(split.train.items, minlength=split.train.n_items))
     ids = split.train.item_vocab.lookup_ids(np.arange(split.train.n_items))
-    return {str(i): 100.0 * float(r) / (len(counts) - 1) for i, r in zip(ids, ranks, strict=True)}
+    return {str(i): float(p) for i, p in zip(ids, percentiles, strict=True)}
 
 
 def _by_position(lists: Sequence[Any], ranks: np.ndarray) -> list[str]:
