@@ -186,17 +186,29 @@ def evaluate(
     permutations: Annotated[int, typer.Option(help="Shuffled candidate orders per user, Borda-aggregated "
                                               "(1: none).")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown report.")] = Path("results"),
+    ray: Annotated[str | None, typer.Option(help="Shard the full ranking and the re-ranking over Ray: local (a Ray "
+                                            "on loopback for this run), auto (the running cluster, else local) "
+                                            "or HOST:PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")] = 2,
+    shards: Annotated[int | None, typer.Option(min=1, help="Shards of users (default: 4 per Ray CPU; without "
+                                               "--ray, run one after another here).")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fit models on one split and evaluate them under one protocol; print a table, write JSON and Markdown.
 
     With --rerank, LLM re-rankers are evaluated on the same candidates as the models (sampled-N) or over
-    each model's top N (rerank-topN), and the LLM diagnostics are reported beside them."""
+    each model's top N (rerank-topN), and the LLM diagnostics are reported beside them. With --ray each
+    worker loads the LLM itself and re-ranks its shard of users; the figures equal those of a run without."""
     _setup_logging(verbose)
+    from contextlib import nullcontext
+
     from recllm.data.registry import load_dataset
+    from recllm.distributed import check_address, ray_session
     from recllm.eval.runner import make_split, parse_protocol, run_evaluation
 
     parse_protocol(protocol)
+    if ray is not None:
+        check_address(ray)
     names = [m.strip() for m in models.split(",") if m.strip()]
     rerankers = [r.strip() for r in rerank.split(",") if r.strip()]
     if not names and not rerankers:
@@ -209,10 +221,11 @@ def evaluate(
         bundle = load_dataset(dataset)
         the_split = make_split(bundle, split, seed)
     status = console.status("starting")
-    with status:
+    with status, (ray_session(ray, workers=workers) if ray is not None else nullcontext()) as session:
         report = run_evaluation(bundle, names, protocol=protocol, ks=ks, seed=seed, split=the_split,
                                 params=params, on_model=lambda m, stage: status.update(f"{m}: {stage}"),
-                                rerankers=rerankers, llm=llm, max_users=users, permutations=permutations)
+                                rerankers=rerankers, llm=llm, max_users=users, permutations=permutations,
+                                ray=session, shards=shards)
     _print_report(report)
     stem = f"{bundle.name.replace(':', '_').replace('/', '_')}-{protocol}-{split}" + ("-rerank" if rerankers else "")
     json_path, md_path = report.write(out, stem)
@@ -328,6 +341,50 @@ def batch_recommend_command(
     rows = write_parquet(out, recommender, users, items, scores)
     console.print(f"wrote {rows:,} rows for {len(users):,} users to {out} in {time.perf_counter() - started:.1f} s"
                   + (f" (Ray: {ray})" if ray else ""))
+
+
+@batch_app.command("embed")
+@cli_errors
+def batch_embed_command(
+    dataset: DatasetOpt = "movielens-100k",
+    embedder: Annotated[str, typer.Option(help="Embedder spec: st (pinned MiniLM), st:PATH or lm[:PATH].")] = "st",
+    out: Annotated[Path | None, typer.Option(help="Also write a Parquet file of (item, text, vector) "
+                                             "rows.")] = None,
+    ray: Annotated[str | None, typer.Option(help="Run the shards on Ray: local (a Ray on loopback for this run), "
+                                            "auto (the running cluster, else local) or HOST:PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")] = 2,
+    shards: Annotated[int | None, typer.Option(min=1, help="Shards of items (default: 4 per worker with Ray, "
+                                               "1 without).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Embed every catalog item's text into the embedding store ($RECLLM_HOME/cache/embeddings), where the
+    service, the retrievers with item text and the evidence prompts find it instead of embedding again."""
+    _setup_logging(verbose)
+    import time
+    from contextlib import nullcontext
+
+    from recllm.data.registry import load_dataset
+    from recllm.distributed import check_address, ray_session
+    from recllm.llm.item_text import embed_items, item_texts
+
+    if ray is not None:
+        check_address(ray)
+    bundle = load_dataset(dataset)
+    ids = [str(i) for i in bundle.dataset.item_vocab.ids]
+    started = time.perf_counter()
+    with ray_session(ray, workers=workers) if ray is not None else nullcontext() as session:
+        vectors = embed_items(bundle.catalog, ids, embedder, shards=shards or (4 * workers if ray else 1),
+                              ray=session)
+    seconds = time.perf_counter() - started
+    if out is not None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"item": ids, "text": item_texts(bundle.catalog, ids),
+                                 "vector": pa.array(list(vectors), type=pa.list_(pa.float32()))}), out)
+    console.print(f"embedded {len(ids):,} items of {bundle.name} ({vectors.shape[1]} dims) in {seconds:.1f} s"
+                  + (f" (Ray: {ray})" if ray else "") + (f"; wrote {out}" if out is not None else ""))
 
 
 @app.command()

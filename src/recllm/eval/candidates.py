@@ -20,12 +20,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Protocol
 
 import numpy as np
 
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.vocabulary import Vocabulary
+from recllm.distributed import map_shards
 from recllm.errors import RecllmError
 from recllm.eval.metrics import pessimistic_ranks, user_metrics
 from recllm.eval.protocols import ProtocolResult, Queries, sample_negatives
@@ -191,20 +194,28 @@ def evaluate_sampled(model: Recommender, queries: Queries, *, n: int, seen: Data
     return evaluate_scorer(model, cases, ks=ks).result
 
 
-def evaluate_reranker(reranker: Reranker, cases: Cases, item_vocab: Vocabulary, *,
-                      user_vocab: Vocabulary | None = None, ks: Sequence[int] = (10,), name: str | None = None,
-                      progress: Progress | None = None) -> RankerOutcome:
-    """An LLM re-ranker on every case: ranks of the grounded result, and the diagnostics of every call.
+class RerankerSource(Protocol):
+    """What a Ray worker builds its re-ranker from (``recllm.eval.runner.RerankerRecipe``): a loaded model does
+    not travel between processes, the names and options that build it do."""
 
-    Candidates reach the re-ranker as external ids with the retriever's scores (positional scores for
-    sampled candidates, which have none), so blending re-rankers see real retriever scores. ``user_vocab``
-    turns user indices into the ids prompts use (it keeps a user out of their own few-shot demonstrations).
-    """
-    started = time.perf_counter()
+    @property
+    def name(self) -> str:
+        """The name the built re-ranker will report, known without building it."""
+
+    def build(self) -> Reranker:
+        """The re-ranker, built once per process."""
+
+
+def rerank_shard(part: Cases, source: Reranker | RerankerSource, item_vocab: Vocabulary,
+                 user_vocab: Vocabulary | None = None, progress: Progress | None = None
+                 ) -> tuple[list[np.ndarray], list[int], list[Diagnostics]]:
+    """(target ranks, item ranked first, diagnostics) of every case of ``part``, in order: the work of one
+    shard, here or in a Ray worker (``source`` a re-ranker, or a recipe the worker builds it from)."""
+    reranker = source if isinstance(source, Reranker) else source.build()
     ranks: list[np.ndarray] = []
     top1: list[int] = []
     records: list[Diagnostics] = []
-    for case in cases.cases:
+    for case in part.cases:
         ids = tuple(item_vocab.lookup_ids(case.candidates))
         scores = (case.retriever_scores if case.retriever_scores is not None
                   else positional_scores(len(ids)))
@@ -212,11 +223,48 @@ def evaluate_reranker(reranker: Reranker, cases: Cases, item_vocab: Vocabulary, 
         result = reranker.rerank(history, ItemList(ids, np.asarray(scores, dtype=np.float64)),
                                  user=None if user_vocab is None else user_vocab.id(case.user))
         order = np.array([item_vocab.index(i) for i in result.order], dtype=np.int64)
-        ranks.append(ranks_from_order(order, case.targets, cases.n_items))
+        ranks.append(ranks_from_order(order, case.targets, part.n_items))
         top1.append(int(order[0]))
         records.append(result.diagnostics)
         if progress:
             progress(1)
+    return ranks, top1, records
+
+
+def split_cases(cases: Cases, shards: int) -> list[Cases]:
+    """``cases`` in at most ``shards`` contiguous, non-empty parts of near-equal size, in order."""
+    if shards < 1:
+        raise RecllmError(f"shards must be at least 1, got {shards}")
+    bounds = np.linspace(0, len(cases), min(shards, max(1, len(cases))) + 1).round().astype(int)
+    return [Cases(cases.protocol, cases.cases[lo:hi], cases.n_items)
+            for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+def evaluate_reranker(reranker: Reranker | RerankerSource, cases: Cases, item_vocab: Vocabulary, *,
+                      user_vocab: Vocabulary | None = None, ks: Sequence[int] = (10,), name: str | None = None,
+                      progress: Progress | None = None, shards: int = 1, ray: ModuleType | None = None
+                      ) -> RankerOutcome:
+    """An LLM re-ranker on every case: ranks of the grounded result, and the diagnostics of every call.
+
+    Candidates reach the re-ranker as external ids with the retriever's scores (positional scores for
+    sampled candidates, which have none), so blending re-rankers see real retriever scores. ``user_vocab``
+    turns user indices into the ids prompts use (it keeps a user out of their own few-shot demonstrations).
+
+    With ``ray`` the cases go out in ``shards`` contiguous shards as Ray tasks (``reranker`` is then best a
+    recipe, which each worker builds once); the per-case results are put back in case order, so ranks,
+    metrics and every diagnostic except timings equal those of the run in this process.
+    """
+    started = time.perf_counter()
+    if ray is None and shards == 1:
+        ranks, top1, records = rerank_shard(cases, reranker, item_vocab, user_vocab, progress)
+    else:
+        results = map_shards(rerank_shard, split_cases(cases, shards), shared=(reranker, item_vocab, user_vocab),
+                             ray=ray)
+        ranks = [r for result in results for r in result[0]]
+        top1 = [t for result in results for t in result[1]]
+        records = [d for result in results for d in result[2]]
+        if progress:
+            progress(len(cases))
     outcome = _outcome(name or reranker.name, cases, ranks, top1, ks, time.perf_counter() - started, records)
     summary = outcome.diagnostics or {}
     log.info("%s: %s; hallucination rate %.3f (grounded %.3f), p50 %.2f s", outcome.name,

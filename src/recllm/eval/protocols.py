@@ -7,15 +7,18 @@ seconds spent). Ranks are pessimistic on ties, so constant scores cannot look go
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
 from recllm.data.dataset import Dataset
 from recllm.data.splits import Split
+from recllm.distributed import map_shards
 from recllm.errors import RecllmError
 from recllm.eval.metrics import (
     average_popularity,
@@ -77,13 +80,34 @@ def masked_scores(model: Recommender, users: np.ndarray, histories: Sequence[np.
 
 def evaluate_full(model: Recommender, queries: Queries, *, ks: tuple[int, ...] = (10,),
                   popularity: np.ndarray | None = None, batch_size: int = 256,
-                  progress: Progress | None = None) -> ProtocolResult:
-    """``full``: rank every item the user has not interacted with (history items excluded)."""
+                  progress: Progress | None = None, shards: int = 1, ray: ModuleType | None = None) -> ProtocolResult:
+    """``full``: rank every item the user has not interacted with (history items excluded).
+
+    ``shards`` > 1 splits the users into contiguous shards of whole batches (as Ray tasks with ``ray``); the
+    model then scores exactly the batches of the unsharded run, so every rank and metric is the same.
+    """
     n_items = model.n_items
     started = time.perf_counter()
+    kmax = max(ks)
+    if shards == 1 and ray is None:
+        all_ranks, tops = _full_shard(queries, model, kmax, batch_size, progress)
+    else:
+        results = map_shards(_full_shard, _batch_shards(queries, shards, batch_size),
+                             shared=(model, kmax, batch_size), ray=ray)
+        all_ranks = [r for ranks, _ in results for r in ranks]
+        tops = [t for _, top in results for t in top]
+        if progress:
+            progress(len(queries.users))
+    seconds = time.perf_counter() - started
+    top_lists = np.concatenate(tops) if tops else np.zeros((0, kmax), dtype=np.int64)
+    return _summarise("full", all_ranks, ks, seconds, top_lists, n_items, popularity)
+
+
+def _full_shard(queries: Queries, model: Recommender, kmax: int, batch_size: int, progress: Progress | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(ranks of each user's targets, top-``kmax`` item blocks) for ``queries``, in batches of ``batch_size``."""
     all_ranks: list[np.ndarray] = []
     tops: list[np.ndarray] = []
-    kmax = max(ks)
     for start in range(0, len(queries.users), batch_size):
         stop = min(start + batch_size, len(queries.users))
         users = queries.users[start:stop]
@@ -94,9 +118,21 @@ def evaluate_full(model: Recommender, queries: Queries, *, ks: tuple[int, ...] =
             all_ranks.append(pessimistic_ranks(np.repeat(scores[row:row + 1], len(targets), axis=0), targets))
         if progress:
             progress(stop - start)
-    seconds = time.perf_counter() - started
-    top_lists = np.concatenate(tops) if tops else np.zeros((0, kmax), dtype=np.int64)
-    return _summarise("full", all_ranks, ks, seconds, top_lists, n_items, popularity)
+    return all_ranks, tops
+
+
+def _batch_shards(queries: Queries, shards: int, batch_size: int) -> list[Queries]:
+    """``queries`` in at most ``shards`` contiguous parts, each a whole number of batches of ``batch_size``."""
+    if shards < 1:
+        raise RecllmError(f"shards must be at least 1, got {shards}")
+    batches = -(-len(queries.users) // batch_size)
+    bounds = np.linspace(0, batches, min(shards, max(1, batches)) + 1).round().astype(int) * batch_size
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        hi = min(int(hi), len(queries.users))
+        if hi > lo:
+            parts.append(Queries(queries.users[lo:hi], queries.histories[lo:hi], queries.targets[lo:hi]))
+    return parts
 
 
 def sample_negatives(rng: np.random.Generator, interacted: np.ndarray, count: int, n_items: int) -> np.ndarray:

@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from recllm.data.bundle import DataBundle
+from recllm.data.catalog import ItemCatalog
 from recllm.data.splits import SPLITS, Split
 from recllm.errors import ConfigError
 from recllm.eval.candidates import (
@@ -39,6 +44,7 @@ from recllm.models.rating import RATING_PREDICTORS
 from recllm.models.registry import create_model
 from recllm.pipeline import build_llm, build_reranker, build_retriever, llm_catalog
 from recllm.rerank.base import Reranker
+from recllm.rerank.factory import RERANKERS, reranker_config
 
 log = logging.getLogger(__name__)
 _SIZED = {"sampled": re.compile(r"^sampled-(\d+)$"), "rerank-top": re.compile(r"^rerank-top(\d+)$")}
@@ -80,6 +86,8 @@ def run_evaluation(
     llm: LLM | str = "hf",
     max_users: int | None = None,
     permutations: int = 1,
+    ray: ModuleType | None = None,
+    shards: int | None = None,
 ) -> Report:
     """Fit each model on the split's train part (validation for early stopping) and evaluate on test.
 
@@ -91,6 +99,12 @@ def run_evaluation(
     (over each model's top N). ``params`` may hold options for re-rankers under their names;
     ``permutations`` > 1 wraps each in seeded permutation aggregation; ``max_users`` evaluates a seeded
     sample of test users (every row on the same users).
+
+    ``ray`` (a connected Ray module, ``recllm.distributed.ray_session``) runs the heavy parts as Ray tasks over
+    ``shards`` contiguous shards of users (default: 4 per CPU of the cluster): the ``full`` ranking of each
+    model, and every re-ranker over its cases, each worker building the re-ranker and its LLM once from a
+    recipe. Results equal the single-process run's (only timings differ); ``shards`` without ``ray`` runs
+    the same shards one after another here.
     """
     kind, n = parse_protocol(protocol)
     split = split or make_split(bundle, seed=seed)
@@ -108,6 +122,9 @@ def run_evaluation(
                           f"{n} every ranker is the retriever; use K <= {n} (e.g. --k {n}) or a larger N")
     if permutations < 1:
         raise ConfigError(f"permutations must be at least 1, got {permutations}")
+    if shards is not None and shards < 1:
+        raise ConfigError(f"shards must be at least 1, got {shards}")
+    n_shards = shards or (_default_shards(ray) if ray is not None else 1)
     report = Report(dataset=bundle.name,
                     dataset_stats={"users": bundle.dataset.n_users, "items": bundle.dataset.n_items,
                                    "interactions": len(bundle.dataset)},
@@ -132,9 +149,13 @@ def run_evaluation(
     if len(queries.users) < len(all_queries.users):
         report.notes.append(f"{len(queries.users):,} of {len(all_queries.users):,} test users, drawn with "
                             f"seed {seed}; every row is on the same users")
+    if n_shards > 1:
+        report.notes.append(f"users in {n_shards} shards" + (" run as Ray tasks" if ray is not None else "")
+                            + "; every figure except timings equals an unsharded run's")
     for name in models:
         create_model(name, params.get(name))  # validate every name before the slow work
-    built = _build_rerankers(rerankers, llm, bundle, params, permutations, seed) if rerankers else []
+    built = _build_rerankers(rerankers, llm, bundle, params, permutations, seed, recipes=n_shards > 1) \
+        if rerankers else []
     sampled: Cases | None = None
     if kind == "sampled":
         assert n is not None
@@ -147,7 +168,8 @@ def run_evaluation(
         if on_model:
             on_model(name, "evaluate")
         if kind == "full":
-            result = evaluate_full(model, queries, ks=ks, popularity=split.train.item_popularity)
+            result = evaluate_full(model, queries, ks=ks, popularity=split.train.item_popularity, shards=n_shards,
+                                   ray=ray)
             report.rows.append(_with_training_note(_row(name, model.hyperparameters(), result, fit_seconds), model))
         elif sampled is not None:
             row = add_outcome_row(report, evaluate_scorer(model, sampled, ks=ks, name=name),
@@ -163,14 +185,16 @@ def run_evaluation(
                 if on_model:
                     on_model(f"{name} + {label}", "re-rank")
                 outcome = evaluate_reranker(reranker, cases, bundle.dataset.item_vocab,
-                                            user_vocab=bundle.dataset.user_vocab, ks=ks, name=f"{name} + {label}")
+                                            user_vocab=bundle.dataset.user_vocab, ks=ks, name=f"{name} + {label}",
+                                            shards=n_shards, ray=ray)
                 add_outcome_row(report, outcome, options, 0.0, cases, split)
     if sampled is not None:
         for label, reranker, options in built:
             if on_model:
                 on_model(label, "re-rank")
             outcome = evaluate_reranker(reranker, sampled, bundle.dataset.item_vocab,
-                                        user_vocab=bundle.dataset.user_vocab, ks=ks, name=label)
+                                        user_vocab=bundle.dataset.user_vocab, ks=ks, name=label, shards=n_shards,
+                                        ray=ray)
             add_outcome_row(report, outcome, options, 0.0, sampled, split)
     return report
 
@@ -186,21 +210,89 @@ def _fit(name: str, params: dict[str, Any] | None, split: Split, bundle: DataBun
 
 
 def _build_rerankers(names: Sequence[str], llm: LLM | str, bundle: DataBundle, params: dict[str, dict[str, Any]],
-                     permutations: int, seed: int) -> list[tuple[str, Reranker, dict[str, Any]]]:
-    """(row label, re-ranker, its options) per name; one LLM shared by all."""
+                     permutations: int, seed: int, *, recipes: bool = False
+                     ) -> list[tuple[str, Reranker | RerankerRecipe, dict[str, Any]]]:
+    """(row label, re-ranker, its options) per name; one LLM shared by all. With ``recipes`` (sharded runs)
+    nothing is loaded here: each name becomes a ``RerankerRecipe`` that every worker builds once."""
+    catalog = llm_catalog(llm, bundle.catalog) if isinstance(llm, str) else bundle.catalog
+    if recipes:
+        for name in names:  # a misspelt name or option fails here, not in a worker
+            reranker_config(name).model_validate(params.get(name, {}))
+        made = [RerankerRecipe(name, llm, catalog, dict(params.get(name, {})), permutations, seed) for name in names]
+        return [(r.name, r, r.report_options()) for r in made]
+    model = build_llm(llm) if isinstance(llm, str) else llm
+    return [(r.name, r, options) for r, options in
+            (_reranker(name, model, catalog, dict(params.get(name, {})), permutations, seed) for name in names)]
+
+
+def _reranker(name: str, llm: LLM, catalog: ItemCatalog, options: dict[str, Any], permutations: int, seed: int
+              ) -> tuple[Reranker, dict[str, Any]]:
+    """Re-ranker ``name`` over ``llm``, wrapped in permutation aggregation when ``permutations`` > 1, and the
+    options its report row shows."""
     from recllm.rerank import PermutationAggregator
 
-    model = build_llm(llm) if isinstance(llm, str) else llm
-    catalog = llm_catalog(llm, bundle.catalog) if isinstance(llm, str) else bundle.catalog
-    built = []
-    for name in names:
-        options = dict(params.get(name, {}))
-        reranker: Reranker = build_reranker(name, model, catalog, options)
-        if permutations > 1:
-            reranker = PermutationAggregator(reranker, permutations, seed=seed)
-            options["permutations"] = permutations
-        built.append((reranker.name, reranker, options))
-    return built
+    reranker: Reranker = build_reranker(name, llm, catalog, options)
+    shown = dict(options)
+    if permutations > 1:
+        reranker = PermutationAggregator(reranker, permutations, seed=seed)
+        shown["permutations"] = permutations
+    return reranker, shown
+
+
+_BUILT: dict[str, Reranker] = {}
+"""Re-rankers built from recipes in this process, by recipe token (a Ray worker builds each once)."""
+_LLMS: dict[str, LLM] = {}
+"""LLMs built from specs in this process: re-rankers of one run share one model, as they do unsharded."""
+
+
+@dataclass(frozen=True)
+class RerankerRecipe:
+    """Everything a process needs to build the same re-ranker as ``_reranker``: the LLM's spec (or a picklable
+    LLM object, e.g. a test double), the catalog as that LLM names items, the options. Loaded models do not
+    travel to Ray workers; recipes do, and each worker builds once (``token`` tells recipes apart)."""
+
+    reranker: str
+    llm: LLM | str
+    catalog: ItemCatalog
+    options: dict[str, Any]
+    permutations: int = 1
+    seed: int = 0
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.llm, str):
+            try:
+                pickle.dumps(self.llm)
+            except (TypeError, pickle.PicklingError, AttributeError) as exc:
+                raise ConfigError(f"the LLM object {self.llm!r} cannot be sent to other processes ({exc}); give "
+                                  "sharded or Ray evaluation an LLM spec such as 'hf' instead") from None
+
+    @property
+    def name(self) -> str:
+        """The built re-ranker's name (its registered kind, in ``permutation(...)`` when aggregated)."""
+        kind = getattr(RERANKERS.get_component(self.reranker), "kind", None)
+        base = kind if isinstance(kind, str) else self.reranker
+        return f"permutation({base})" if self.permutations > 1 else base
+
+    def report_options(self) -> dict[str, Any]:
+        return {**self.options, **({"permutations": self.permutations} if self.permutations > 1 else {})}
+
+    def build(self) -> Reranker:
+        """The re-ranker, built on first use in this process and kept."""
+        if self.token not in _BUILT:
+            if isinstance(self.llm, str):
+                model = _LLMS.get(self.llm) or _LLMS.setdefault(self.llm, build_llm(self.llm))
+            else:
+                model = self.llm
+            _BUILT[self.token] = _reranker(self.reranker, model, self.catalog, dict(self.options), self.permutations,
+                                           self.seed)[0]
+        return _BUILT[self.token]
+
+
+def _default_shards(ray: ModuleType) -> int:
+    """Four shards per CPU of the connected cluster (small shards even out uneven users)."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return 4 * max(1, cpus)
 
 
 def add_outcome_row(report: Report, outcome: RankerOutcome, params: dict[str, Any], fit_seconds: float,

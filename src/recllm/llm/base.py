@@ -179,6 +179,15 @@ class Usage:
             self.scored_tokens += scored_tokens
             self.score_seconds += seconds
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the lock (e.g. inside an LLM sent to a Ray worker); the copy gets a fresh one."""
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def tokens_per_second(self) -> float:
         """Generated tokens per second of generation time (0 before any generation)."""

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +36,11 @@ def store_key(embedder: Embedder, texts: Sequence[str]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def embed_stored(embedder: Embedder, texts: Sequence[str], store: Path | None = None) -> np.ndarray:
+def embed_stored(embedder: Embedder, texts: Sequence[str], store: Path | None = None,
+                 compute: Callable[[Sequence[str]], np.ndarray] | None = None) -> np.ndarray:
     """``embedder.embed(texts)``, read from ``store`` (default: ``default_store()``) when these texts were
-    embedded by this embedder before, computed and written there otherwise."""
+    embedded by this embedder before, computed and written there otherwise. ``compute`` replaces
+    ``embedder.embed`` for the computing (e.g. the same model sharded over Ray workers)."""
     folder = store if store is not None else default_store()
     path = folder / f"{store_key(embedder, texts)}.npy"
     expected = (len(texts), embedder.dim)
@@ -49,10 +51,14 @@ def embed_stored(embedder: Embedder, texts: Sequence[str], store: Path | None = 
             log.warning("embedding store: %s unreadable (%s); embedding again", path, exc)
         else:
             if vectors.shape == expected and vectors.dtype == np.float32 and np.isfinite(vectors).all():
+                log.info("embedding store: %d texts read from %s", len(texts), path)
                 return vectors
             log.warning("embedding store: %s holds %s %s, expected %s float32; embedding again", path,
                         vectors.shape, vectors.dtype, expected)
-    vectors = embedder.embed(texts)
+    vectors = compute(texts) if compute is not None else embedder.embed(texts)
+    if vectors.shape != expected:
+        raise ValueError(f"embedding {len(texts)} texts gave an array of shape {vectors.shape}, expected {expected}")
+    vectors = vectors.astype(np.float32, copy=False)
     _write(path, vectors)
     return vectors
 

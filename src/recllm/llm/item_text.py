@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
 from recllm.data.catalog import ItemCatalog
+from recllm.distributed import map_shards
+from recllm.errors import ConfigError
 from recllm.llm.base import Embedder
 from recllm.llm.embedding_store import embed_stored
 
@@ -29,11 +33,49 @@ def item_texts(catalog: ItemCatalog, item_ids: Sequence[str]) -> list[str]:
     return texts
 
 
-def embed_items(catalog: ItemCatalog, item_ids: Sequence[str], embedder: Embedder | str = "st") -> np.ndarray:
+def embed_items(catalog: ItemCatalog, item_ids: Sequence[str], embedder: Embedder | str = "st", *,
+                shards: int = 1, ray: ModuleType | None = None) -> np.ndarray:
     """Embeddings (len(item_ids), dim) of the items' catalog texts; computed once per embedder and catalog
-    text, then read from the embedding store. ``embedder`` is an Embedder or a spec for ``create_embedder``."""
+    text, then read from the embedding store. ``embedder`` is an Embedder or a spec for ``create_embedder``.
+
+    With ``ray`` (and an embedder spec) the texts are embedded in ``shards`` contiguous shards as Ray tasks,
+    each worker loading the embedder once; the vectors go to the same store.
+    """
     if isinstance(embedder, str):
         from recllm.llm.factory import create_embedder
 
-        embedder = create_embedder(embedder)
-    return embed_stored(embedder, item_texts(catalog, [str(i) for i in item_ids]))
+        spec = embedder
+        embedder = create_embedder(spec)
+    elif ray is not None:
+        raise ConfigError("sharded embedding over Ray takes an embedder spec such as 'st', not a loaded embedder")
+    texts = item_texts(catalog, [str(i) for i in item_ids])
+    if ray is None and shards == 1:
+        return embed_stored(embedder, texts)
+    return embed_stored(embedder, texts, compute=lambda todo: embed_sharded(spec, todo, shards=shards, ray=ray))
+
+
+def embed_sharded(spec: str, texts: Sequence[str], *, shards: int, ray: ModuleType | None = None) -> np.ndarray:
+    """``create_embedder(spec).embed(texts)`` in ``shards`` contiguous shards (Ray tasks with ``ray``), in order.
+    A shard is batched on its own, so vectors agree with one pass within float rounding (not bit for bit)."""
+    if shards < 1:
+        raise ConfigError(f"shards must be at least 1, got {shards}")
+    bounds = np.linspace(0, len(texts), min(shards, max(1, len(texts))) + 1).round().astype(int)
+    parts = [list(texts[lo:hi]) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    results = map_shards(_embed_shard, parts, shared=(spec,), ray=ray)
+    return np.concatenate(results) if results else np.zeros((0, _embedder(spec).dim), dtype=np.float32)
+
+
+_EMBEDDERS: dict[str, Embedder] = {}
+"""Embedders built from specs in this process (a Ray worker loads each once)."""
+
+
+def _embedder(spec: str) -> Embedder:
+    if spec not in _EMBEDDERS:
+        from recllm.llm.factory import create_embedder
+
+        _EMBEDDERS[spec] = create_embedder(spec)
+    return _EMBEDDERS[spec]
+
+
+def _embed_shard(texts: list[str], spec: str) -> np.ndarray:
+    return _embedder(spec).embed(texts)
