@@ -121,10 +121,17 @@ def test_report_forms_and_the_page_in_chromium(report: AuditReport, tmp_path: Pa
         browser.close()
 
 
-def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "60", "--out", str(tmp_path)])
+def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path, monkeypatch) -> None:
+    import recllm.eval.audit_report
+
+    monkeypatch.setattr(recllm.eval.audit_report, "audits_dir", lambda: tmp_path / "audits")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "60", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".html", ".json", ".md"]
+    assert sorted(p.suffix for p in out.iterdir()) == [".html", ".json", ".md"]
+    published = tmp_path / "audits" / "movielens-100k"
+    assert sorted(p.name for p in published.iterdir()) == ["pop.html", "pop.json"]  # what a service shows at /audit
+    assert (published / "pop.html").read_bytes() == next(out.glob("*.html")).read_bytes()
     for args, message in ((["--models", " "], "--models is empty"), (["--k", "0"], "--k must be"),
                           (["--split", "cold-items"], "cold-items"), (["--models", "nosuch"], "nosuch"),
                           (["--mitigate", "fairness"], "unknown mitigation")):

@@ -89,3 +89,29 @@ def test_bodies_must_be_json_and_feedback_consistent(ml100k: DataBundle, tmp_pat
         broken = api.post("/recommendations", content=b"\xff\xfe not json",
                           headers={"content-type": "application/json"})
         assert broken.status_code in (400, 422) and broken.json()["error"]
+
+
+def test_audit_serves_the_latest_published_audit_of_its_retriever(ml100k: DataBundle, tmp_path: Path, monkeypatch):
+    import recllm.eval.audit_report
+    from recllm.eval.audit_report import publish_audit
+
+    monkeypatch.delenv("RECLLM_API_KEY", raising=False)
+    monkeypatch.setattr(recllm.eval.audit_report, "audits_dir", lambda: tmp_path / "audits")
+    with serving(ml100k, tmp_path) as api:
+        missing = api.get("/audit")
+        assert missing.status_code == 404
+        assert "recllm audit --dataset movielens-100k --models ease" in missing.json()["error"]
+        written = tmp_path / "out"
+        written.mkdir()
+        paths = (written / "a.json", written / "a.md", written / "a.html")
+        paths[0].write_text('{"users": 943}')
+        paths[1].write_text("# audit")
+        paths[2].write_text("<html><body><h1>audit of ease</h1></body></html>")
+        publish_audit(paths, "movielens-100k", ["pop", "ease"])
+        page = api.get("/audit")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "audit of ease" in page.text and page.headers["cache-control"] == "no-cache"
+        assert api.get("/audit.json").json() == {"users": 943}
+        paths[2].write_text("<html><body><h1>a newer audit</h1></body></html>")
+        publish_audit(paths, "movielens-100k", ["ease"])
+        assert "a newer audit" in api.get("/audit").text  # read as published, never computed per request

@@ -56,7 +56,7 @@ def audit(
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.eval.audit import MITIGATIONS, run_audit
-    from recllm.eval.audit_report import SUMMARY_HEADER, summary_rows, write_audit
+    from recllm.eval.audit_report import SUMMARY_HEADER, publish_audit, summary_rows, write_audit
     from recllm.eval.runner import make_split
     from recllm.eval.sensitivity import FAIRLLM_VALUES
 
@@ -101,3 +101,6 @@ def audit(
     stem = f"audit-{bundle.name.replace(':', '_').replace('/', '_')}-{split}"
     paths = write_audit(report, out, stem)
     console.print("wrote " + ", ".join(str(p) for p in paths))
+    published = publish_audit(paths, bundle.name, names)
+    console.print(f"published as the latest audit of {', '.join(names)} on {bundle.name} (a service with that "
+                  f"retriever shows it at /audit): {published[0].parent}")

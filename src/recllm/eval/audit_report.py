@@ -197,3 +197,40 @@ def write_audit(report: AuditReport, out: Path, stem: str) -> tuple[Path, Path, 
     paths[1].write_text(audit_markdown(report))
     paths[2].write_text(audit_html(report))
     return paths
+
+
+def audits_dir() -> Path:
+    """Where ``recllm audit`` publishes its latest report per dataset and model: ``$RECLLM_HOME/audits``."""
+    from recllm.artifacts import recllm_home
+
+    return recllm_home() / "audits"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def published_audit(dataset: str, model: str, suffix: str = ".html") -> Path:
+    """The path of the latest published audit (``.html`` or ``.json``) of ``model`` on ``dataset``."""
+    return audits_dir() / _safe(dataset) / f"{_safe(model)}{suffix}"
+
+
+def publish_audit(paths: tuple[Path, Path, Path], dataset: str, models: list[str]) -> list[Path]:
+    """Copy a written report (JSON, Markdown, HTML) to the latest-audit place of every model it covers, where
+    a service whose pipeline uses that retriever on that dataset serves it at ``/audit``. Each copy is
+    written to a temporary name and renamed, so a reader never sees half a report."""
+    import os
+    import tempfile
+
+    published = []
+    for model in models:
+        for source, suffix in ((paths[2], ".html"), (paths[0], ".json")):
+            target = published_audit(dataset, model, suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            with os.fdopen(handle, "wb") as out:
+                out.write(source.read_bytes())
+            os.replace(temporary, target)
+            published.append(target)
+    return published
+

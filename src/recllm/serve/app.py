@@ -272,6 +272,29 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/audit", include_in_schema=False)
+    def audit_page() -> Response:
+        """The latest ``recllm audit`` report of this service's retriever on its dataset, as written (a static
+        page: nothing is computed per request)."""
+        return _audit_file(".html", "text/html; charset=utf-8")
+
+    @app.get("/audit.json", include_in_schema=False)
+    def audit_json() -> Response:
+        return _audit_file(".json", "application/json")
+
+    def _audit_file(suffix: str, media_type: str) -> Response:
+        from recllm.eval.audit_report import published_audit
+
+        dataset, model = svc().data.name, settings.pipeline.retriever.model
+        path = published_audit(dataset, model, suffix)
+        try:
+            body = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no audit of retriever '{model}' on {dataset} has been published; run `recllm audit "
+                                f"--dataset {settings.pipeline.dataset} --models {model}` (it publishes its report "
+                                f"to {path.parent})") from None
+        return Response(body, media_type=media_type, headers={"cache-control": "no-cache"})
+
     @app.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
         s = svc()
