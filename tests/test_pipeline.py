@@ -28,3 +28,33 @@ def test_retrieve_rerank_explain(ml100k: DataBundle):
 def test_without_llm_stages_the_pipeline_is_the_retriever(ml100k: DataBundle):
     pipeline = Pipeline.from_config(PipelineConfig(), data=ml100k).fit()
     assert pipeline.recommend("196", k=5) == pipeline.retriever.recommend("196", k=5)
+
+
+def test_a_switched_on_mitigation_reorders_the_final_list(ml100k: DataBundle, tmp_path):
+    import numpy as np
+    import pydantic
+    import pytest
+
+    from recllm.pipeline import MitigationConfig
+    from recllm.rerank.mitigation import PopularityBins
+
+    plain = Pipeline.from_config(PipelineConfig(), data=ml100k).fit()
+    quota = Pipeline.from_config(PipelineConfig(mitigation=MitigationConfig(name="tail-quota", share=0.5)),
+                                 data=ml100k).fit()
+    counts = np.bincount(ml100k.dataset.items, minlength=ml100k.dataset.n_items)
+    bins = PopularityBins(dict(zip(ml100k.dataset.item_vocab.ids, counts.tolist(), strict=True)))
+    for user in ("196", "22", "305"):
+        before, after = plain.recommend(user, k=10), quota.recommend(user, k=10)
+        tail = [bins.of(i) > 0 for i in after.items]
+        assert all(sum(tail[:j]) >= int(0.5 * j) for j in range(1, 11))  # every prefix meets the quota
+        assert set(after.items) <= set(plain.recommend(user, k=100).items)  # drawn from the retriever's top pool
+        assert sum(bins.of(i) > 0 for i in before.items) <= sum(tail)
+    calibrated = Pipeline.from_config(PipelineConfig(mitigation=MitigationConfig(name="popularity-calibration",
+                                                                                 weight=0.9)), data=ml100k).fit()
+    lists = [calibrated.recommend(u, k=10).items for u in ("196", "22", "305")]
+    assert lists != [plain.recommend(u, k=10).items for u in ("196", "22", "305")]
+    config = tmp_path / "p.toml"
+    config.write_text('[pipeline]\nmitigation = {name = "tail-quota", pool = 50}\n')
+    assert PipelineConfig.from_toml(config).mitigation == MitigationConfig(name="tail-quota", pool=50)
+    with pytest.raises(pydantic.ValidationError, match="popularity-calibration"):
+        MitigationConfig(name="fair")  # type: ignore[arg-type]

@@ -18,8 +18,9 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pydantic
 
 from recllm.config import load_section
@@ -37,6 +38,7 @@ from recllm.models.text import ItemEmbeddings, ReadsItemText
 from recllm.prompts.naming import catalog_for_llm
 from recllm.rerank.base import Reranker
 from recllm.rerank.factory import reranker_needs_llm
+from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
 
 
 class RetrieverConfig(pydantic.BaseModel):
@@ -58,6 +60,19 @@ class RerankerConfig(pydantic.BaseModel):
     options: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
+class MitigationConfig(pydantic.BaseModel):
+    """A popularity mitigation of the final list (``recllm.rerank.mitigation``): ``popularity-calibration``
+    (Steck's calibration over head/mid/tail bins, ``weight`` of the calibration term) or ``tail-quota`` (every
+    prefix at least ``share`` long-tail items). It re-orders the re-ranked candidates, or without a re-ranker
+    the retriever's top ``pool``; ``recllm audit --mitigate`` measures the cost of each in NDCG."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: Literal["popularity-calibration", "tail-quota"]
+    pool: int = pydantic.Field(default=100, ge=2, le=1000)
+    weight: float = pydantic.Field(default=0.5, ge=0.0, le=1.0)
+    share: float = pydantic.Field(default=0.3, ge=0.0, le=1.0)
+
+
 class PipelineConfig(pydantic.BaseModel):
     """The embedded defaults: MovieLens-100K with an EASE retriever (fits in about a second on 2 cores);
     no re-ranker and no explanations unless configured. ``llm`` is the language model of every LLM stage
@@ -70,6 +85,7 @@ class PipelineConfig(pydantic.BaseModel):
     reranker: RerankerConfig | None = None
     explain: bool = False
     explainer_llm: str | None = None
+    mitigation: MitigationConfig | None = None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> PipelineConfig:
@@ -184,6 +200,7 @@ class Pipeline:
         self.n_candidates = n_candidates
         self.config = config or PipelineConfig(dataset=data.name)
         self.fallback = fallback
+        self.bins: PopularityBins | None = None
         self.llm_lock = threading.RLock()
 
     @classmethod
@@ -246,6 +263,9 @@ class Pipeline:
         data = dataset or self.data.dataset
         self.retriever.fit(data, valid=valid)
         self.fallback = MostPopular().fit(data)
+        if self.config.mitigation is not None:
+            counts = np.bincount(data.items, minlength=data.n_items)
+            self.bins = PopularityBins(dict(zip(data.item_vocab.ids, counts.tolist(), strict=True)))
         return self
 
     def recommend(self, user: str | int | None = None, *, history: list[str] | None = None, k: int = 10,
@@ -269,7 +289,8 @@ class Pipeline:
             raise RecllmError("this pipeline has no re-ranker (configure [pipeline.reranker])")
         if explain and self.explainer is None:
             raise RecllmError("this pipeline has no explainer (its language model is not attached)")
-        pool = max(k, self.n_candidates) if rerank else k
+        mitigation = self.config.mitigation
+        pool = max(k, self.n_candidates) if rerank else max(k, mitigation.pool) if mitigation is not None else k
         seen = self._history_ids(user, history)
         extra = list(exclude)
         model = self.retriever if seen or self.fallback is None else self.fallback
@@ -284,7 +305,7 @@ class Pipeline:
             with self.llm_lock:
                 result = self.reranker.rerank(seen, retrieved, user=user)
             ranked, diagnostics = result.items, result.diagnostics
-        ranked = ranked.top(k)
+        ranked = self._mitigated(ranked, seen, k) if mitigation is not None else ranked.top(k)
         details: tuple[Any, ...] = ()
         if explain and self.explainer is not None and len(ranked):
             with self.llm_lock:
@@ -292,6 +313,16 @@ class Pipeline:
             ranked = ItemList(ranked.items, ranked.scores, tuple(e.text for e in explained))
             details = tuple(explained)
         return Recommendation(ranked, retrieved, diagnostics, details)
+
+    def _mitigated(self, ranked: ItemList, history: list[str], k: int) -> ItemList:
+        """The top ``k`` of ``ranked`` after the configured popularity mitigation."""
+        mitigation = self.config.mitigation
+        assert mitigation is not None
+        if self.bins is None:
+            raise RecllmError("the pipeline's mitigation needs item popularity: fit the pipeline first")
+        if mitigation.name == "popularity-calibration":
+            return calibrate_popularity(ranked, history, self.bins, k=k, weight=mitigation.weight)
+        return tail_quota(ranked, self.bins, k=k, share=mitigation.share)
 
     def _history_ids(self, user: str | int | None, history: list[str] | None) -> list[str]:
         if history is not None:
