@@ -156,6 +156,11 @@ def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> N
             values = list(spread["values"].values())
             assert spread["snsr"] == pytest.approx(max(values) - min(values))
     assert "## Stated user attributes (FaiRLLM): verbalizer" in next(tmp_path.glob("*.md")).read_text()
+    [robust] = data["prompt_robustness"]  # the same lists with paraphrased instructions and shuffled history
+    assert robust["reranker"] == "verbalizer" and robust["users"] == 1
+    assert [c["condition"] for c in robust["conditions"]] == ["paraphrase 1", "paraphrase 2", "shuffled history"]
+    assert all(-1 <= c["kendall_tau"] <= 1 and 0 <= c["overlap"] <= 1 for c in robust["conditions"])
+    assert "## Prompt robustness: verbalizer" in next(tmp_path.glob("*.md")).read_text()
     for args, message in ((["--llm-users", "0"], "--llm-users"), (["--attributes", "height"], "unknown attribute"),
                           (["--attributes", " "], "--attributes is empty")):
         bad = CliRunner().invoke(app, ["audit", "--models", "pop", "--rerank", "verbalizer", *args,

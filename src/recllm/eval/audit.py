@@ -45,6 +45,7 @@ from recllm.eval.fairness import (
     long_tail_share,
     overlap_at_k,
 )
+from recllm.eval.llm_robustness import LLMRobustnessReport, llm_robustness
 from recllm.eval.metrics import user_metrics
 from recllm.eval.protocols import Queries, masked_scores, queries_for_test
 from recllm.eval.report import machine_info
@@ -162,6 +163,7 @@ class AuditReport:
     groups_skipped: dict[str, str]
     models: list[ModelAudit]
     sensitivity: list[SensitivityReport] = field(default_factory=list)
+    prompt_robustness: list[LLMRobustnessReport] = field(default_factory=list)
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     machine: dict[str, Any] = field(default_factory=dict)
     command: str = ""
@@ -289,21 +291,21 @@ def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: User
         per_user={f"NDCG@{k}": ndcg.tolist(), f"HR@{k}": hit.tolist()})
 
 
-def llm_sensitivity(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
-                    bundle: DataBundle, attributes: Mapping[str, Sequence[str]], *, users: int, options:
-                    dict[str, Any] | None = None, n: int = 20, k: int = 10) -> SensitivityReport:
-    """FaiRLLM's sensitive-attribute prompting for LLM re-ranker ``reranker`` on ``llm_spec``, re-ranking
-    ``model``'s top ``n`` for the first ``users`` audited users (``recllm.eval.sensitivity``)."""
+def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
+               bundle: DataBundle, *, users: int, options: dict[str, Any] | None, n: int
+               ) -> tuple[Callable[[Mapping[str, Any]], Reranker], list[tuple[str, list[str], ItemList]]]:
+    """A maker of re-ranker ``reranker`` on one loaded ``llm_spec`` with extra prompt options, and ``model``'s
+    top ``n`` with the history of the first ``users`` audited users."""
     from recllm.pipeline import build_llm, build_reranker, llm_catalog
 
     llm = build_llm(llm_spec)
     catalog = llm_catalog(llm_spec, bundle.catalog)
     base = dict(options or {})
 
-    def make(persona: str | None) -> Reranker:
+    def make(prompt_options: Mapping[str, Any]) -> Reranker:
         chosen = dict(base)
-        if persona is not None:
-            chosen["prompt_options"] = {**dict(chosen.get("prompt_options") or {}), "persona": persona}
+        if prompt_options:
+            chosen["prompt_options"] = {**dict(chosen.get("prompt_options") or {}), **prompt_options}
         return build_reranker(reranker, llm, catalog, chosen)
 
     vocab = split.train.item_vocab
@@ -314,7 +316,33 @@ def llm_sensitivity(model: Recommender, split: Split, queries: Queries, reranker
         top = top_k(scores[None, :], n)[0]
         lists.append((str(split.train.user_vocab.id(int(queries.users[row]))), vocab.lookup_ids(history),
                       ItemList(tuple(vocab.lookup_ids(top)), scores[top])))
-    return prompt_sensitivity(make, lists, attributes, k=k)
+    return make, lists
+
+
+def llm_sensitivity(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
+                    bundle: DataBundle, attributes: Mapping[str, Sequence[str]], *, users: int, options:
+                    dict[str, Any] | None = None, n: int = 20, k: int = 10) -> SensitivityReport:
+    """FaiRLLM's sensitive-attribute prompting for LLM re-ranker ``reranker`` on ``llm_spec``, re-ranking
+    ``model``'s top ``n`` for the first ``users`` audited users (``recllm.eval.sensitivity``)."""
+    make, lists = _llm_lists(model, split, queries, reranker, llm_spec, bundle, users=users, options=options, n=n)
+    return prompt_sensitivity(lambda persona: make({"persona": persona} if persona is not None else {}), lists,
+                              attributes, k=k)
+
+
+PARAPHRASED_RERANKERS = {"likelihood": "rank-likelihood", "verbalizer": "rank-verbalizer", "listwise": "rank-listwise"}
+"""The built-in re-rankers whose prompts have paraphrases, and their template task."""
+
+
+def llm_prompt_robustness(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
+                          bundle: DataBundle, *, users: int, options: dict[str, Any] | None = None, n: int = 20,
+                          k: int = 10, seed: int = 0) -> LLMRobustnessReport:
+    """Robustness of LLM re-ranker ``reranker`` to paraphrased instructions and shuffled history over ``model``'s
+    top ``n`` for the first ``users`` audited users (``recllm.eval.llm_robustness``)."""
+    if reranker not in PARAPHRASED_RERANKERS:
+        raise RecllmError(f"prompt robustness covers the re-rankers {', '.join(PARAPHRASED_RERANKERS)}, not "
+                          f"'{reranker}'")
+    make, lists = _llm_lists(model, split, queries, reranker, llm_spec, bundle, users=users, options=options, n=n)
+    return llm_robustness(make, PARAPHRASED_RERANKERS[reranker], lists, k=k, seed=seed)
 
 
 def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params: dict[str, dict[str, Any]] | None
@@ -343,7 +371,7 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
             on_model(name, "audit")
         audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations))
         first = first or model
-    sensitivity = []
+    sensitivity, prompt_robustness = [], []
     for reranker in rerankers:
         if on_model:
             on_model(reranker, "attribute prompts")
@@ -351,6 +379,13 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
         chosen = attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}
         sensitivity.append(llm_sensitivity(first, split, queries, reranker, llm, bundle, chosen, users=llm_users,
                                            options=(params or {}).get(reranker), k=k))
+        if reranker in PARAPHRASED_RERANKERS:
+            if on_model:
+                on_model(reranker, "paraphrases and shuffled history")
+            prompt_robustness.append(llm_prompt_robustness(first, split, queries, reranker, llm, bundle,
+                                                           users=llm_users, options=(params or {}).get(reranker),
+                                                           k=k, seed=seed))
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
-                       groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity, machine=machine_info())
+                       groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity,
+                       prompt_robustness=prompt_robustness, machine=machine_info())

@@ -13,8 +13,10 @@ import numpy as np
 
 from recllm.eval.audit import AuditReport, ModelAudit
 from recllm.eval.fairness import GroupReport
+from recllm.eval.llm_robustness import robustness_rows
 from recllm.eval.sensitivity import sensitivity_rows
 
+ROBUSTNESS_HEADER = ["condition", "Kendall's tau with the reference", "overlap@{k}", "users"]
 SENSITIVITY_HEADER = ["attribute", "measure", "lowest mean similarity (value)", "mean over values", "SNSR", "SNSV"]
 
 
@@ -93,6 +95,9 @@ def audit_markdown(report: AuditReport) -> str:
     for sensitivity in report.sensitivity:
         lines += ["", f"## Stated user attributes (FaiRLLM): {sensitivity.reranker}, top {sensitivity.k}, "
                   f"{sensitivity.users} users", "", *_markdown_table(SENSITIVITY_HEADER, sensitivity_rows(sensitivity))]
+    for robust in report.prompt_robustness:
+        lines += ["", f"## Prompt robustness: {robust.reranker}, top {robust.k}, {robust.users} users", "",
+                  *_markdown_table([h.format(k=robust.k) for h in ROBUSTNESS_HEADER], robustness_rows(robust))]
     if report.groups_skipped:
         lines += ["", "User attributes not used as groups: "
                   + "; ".join(f"{a} ({why})" for a, why in report.groups_skipped.items()) + "."]
@@ -181,6 +186,11 @@ def audit_html(report: AuditReport) -> str:
     for sensitivity in report.sensitivity:
         parts += [f"<h2>Stated user attributes (FaiRLLM): {html.escape(sensitivity.reranker)}, top {sensitivity.k}, "
                   f"{sensitivity.users} users</h2>", _html_table(SENSITIVITY_HEADER, sensitivity_rows(sensitivity))]
+    for robust in report.prompt_robustness:
+        parts += [f"<h2>Prompt robustness: {html.escape(robust.reranker)}, top {robust.k}, {robust.users} users</h2>",
+                  "<p>Agreement of the ranking with the one from the configured prompt when the instructions are "
+                  "reworded (two paraphrases) and when the history is shown in a shuffled order.</p>",
+                  _html_table([h.format(k=robust.k) for h in ROBUSTNESS_HEADER], robustness_rows(robust))]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
              "td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td:first-child{text-align:left}"
