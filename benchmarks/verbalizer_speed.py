@@ -212,9 +212,10 @@ def docs(_: argparse.Namespace) -> None:
               f"per user without the prefix cache, {rot['with prefix cache']['p50_s']:.2f} s with it, "
               f"**{rot['speedup_p50']:.2f}x**; aggregated scores agree with tau {a['kendall_tau_mean']:.3f} (lowest "
               f"{a['kendall_tau_min']:.3f}), largest difference {a['max_abs_difference']:.3f}.", "",
-              f"**Batching users.** {b['prompts']} prompts in padded batches of {b['batch_size']} against one at a "
-              f"time (bfloat16, 2 threads): {b['one_at_a_time_s']:.2f} s against {b['batched_s']:.2f} s, "
-              f"**{b['speedup']:.2f}x**. One prompt of this length already keeps both cores busy, so a batch adds "
+              f"**Batching users.** {b['prompts']} prompts (bfloat16, 2 threads): one at a time "
+              f"{b['one_at_a_time_s']:.2f} s, in padded batches of {b['batch_size']} {b['batched_s']:.2f} s; "
+              f"speed-up **{b['speedup']:.2f}x** (below 1: batching is slower). One prompt of this length "
+              "already keeps both cores busy, so a batch adds "
               "padding and no parallelism on a CPU; the backend does not batch users' scoring prompts.", "",
               f"Command: `{p['command']}`.  ", f"Machine: {machine_text(p['machine'])}; {p['date']}."]
     write_section("verbalizer-speed", "\n".join(lines))

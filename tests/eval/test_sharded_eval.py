@@ -27,7 +27,9 @@ from recllm.llm.factory import create_embedder
 from recllm.llm.item_text import embed_items, embed_sharded, item_texts
 from recllm.models.ease import EASE
 
-TIMINGS = ("latency", "per_second", "seconds")
+TIMINGS = ("latency", "per_second", "seconds", "scored_tokens")
+"""Work counters, not results: timings, and the tokens read for scoring (they depend on the prefix cache's
+contents, which differ between processes that saw different users before)."""
 
 
 def _figures(report: Report) -> dict[str, Any]:
@@ -151,3 +153,19 @@ def test_item_text_embedding_in_shards_and_on_ray_agrees_with_one_pass(ml100k: D
         embed_items(ml100k.catalog, ids, create_embedder("st"), ray=local_ray)
     with pytest.raises(ConfigError, match="shards must be at least 1"):
         embed_sharded("st", texts, shards=0)
+
+
+def test_cli_batch_embed_fills_the_store_and_writes_parquet(tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "items.parquet"
+    result = CliRunner().invoke(app, ["batch", "embed", "--shards", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "embedded 1,682 items of movielens-100k (384 dims)" in result.output
+    table = pq.read_table(out).to_pydict()
+    assert len(table["item"]) == 1682 and len(table["vector"][0]) == 384
+    assert table["text"][0].startswith("Toy Story (1995)")
+    again = CliRunner().invoke(app, ["batch", "embed"])  # read back from the store
+    assert again.exit_code == 0, again.output
+    bad = CliRunner().invoke(app, ["batch", "embed", "--ray", "my cluster"])
+    assert bad.exit_code != 0 and "cluster address" in bad.output
