@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from recllm.llm.item_text import embed_sharded, item_texts
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "eval-ray.json"
+T = TypeVar("T")
 TIMINGS = ("latency", "per_second", "seconds", "scored_tokens")
 """Diagnostics that count work rather than results: timings, and the tokens the model read for scoring, which
 depend on what each process's prefix cache held from its earlier users."""
@@ -50,6 +53,22 @@ def _figures(report: Report) -> Any:
                    "breakdown": r.breakdown}) for r in report.rows]
 
 
+def _on_local_ray(workers: int, work: Callable[[ModuleType], T]) -> tuple[T, float, float]:
+    """``work(ray)`` on a local Ray with ``workers`` CPUs: its result, its seconds, and the seconds Ray took to
+    start (until a first task has run)."""
+    started = time.perf_counter()
+    with ray_session("local", workers=workers) as ray:
+        ray.get(ray.remote(lambda: 0).remote())
+        start_s = time.perf_counter() - started
+        started = time.perf_counter()
+        out = work(ray)
+        return out, time.perf_counter() - started, start_s
+
+
+def _mode(workers: int) -> str:
+    return f"local Ray, {workers} worker{'s' if workers > 1 else ''} (8 shards)"
+
+
 def run(args: argparse.Namespace, command: str) -> None:
     bundle = load_dataset("movielens-100k")
     split = make_split(bundle)
@@ -62,15 +81,9 @@ def run(args: argparse.Namespace, command: str) -> None:
                  "seconds": time.perf_counter() - started, "identical": True, "ray_start_s": None})
     llm_row = reference.rows[-1]
     for workers in (1, 2):
-        started = time.perf_counter()
-        with ray_session("local", workers=workers) as ray:
-            ray.get(ray.remote(lambda: 0).remote())
-            start_s = time.perf_counter() - started
-            started = time.perf_counter()
-            out = run_evaluation(bundle, ["ease"], **options, ray=ray, shards=8)
-            seconds = time.perf_counter() - started
-        rows.append({"work": "evaluation", "mode": f"local Ray, {workers} worker{'s' if workers > 1 else ''} "
-                     "(8 shards)", "workers": workers, "seconds": seconds,
+        out, seconds, start_s = _on_local_ray(workers, lambda ray: run_evaluation(bundle, ["ease"], **options,
+                                                                                  ray=ray, shards=8))
+        rows.append({"work": "evaluation", "mode": _mode(workers), "workers": workers, "seconds": seconds,
                      "identical": _figures(out) == _figures(reference), "ray_start_s": start_s})
     big = load_dataset("movielens-1m")
     texts = item_texts(big.catalog, [str(i) for i in big.dataset.item_vocab.ids])
@@ -80,15 +93,8 @@ def run(args: argparse.Namespace, command: str) -> None:
     rows.append({"work": "embedding", "mode": "in process (torch on 2 threads)", "workers": 0,
                  "seconds": time.perf_counter() - started, "max_abs_diff": 0.0, "ray_start_s": None})
     for workers in (1, 2):
-        started = time.perf_counter()
-        with ray_session("local", workers=workers) as ray:
-            ray.get(ray.remote(lambda: 0).remote())
-            start_s = time.perf_counter() - started
-            started = time.perf_counter()
-            vectors = embed_sharded("st", texts, shards=8, ray=ray)
-            seconds = time.perf_counter() - started
-        rows.append({"work": "embedding", "mode": f"local Ray, {workers} worker{'s' if workers > 1 else ''} "
-                     "(8 shards)", "workers": workers, "seconds": seconds,
+        vectors, seconds, start_s = _on_local_ray(workers, lambda ray: embed_sharded("st", texts, shards=8, ray=ray))
+        rows.append({"work": "embedding", "mode": _mode(workers), "workers": workers, "seconds": seconds,
                      "max_abs_diff": float(np.abs(vectors - one).max()), "ray_start_s": start_s})
     result = {"users": args.users, "reranker": args.reranker, "items_embedded": len(texts),
               "metrics": llm_row.metrics, "rows": rows, "command": command, "machine": machine_info(),

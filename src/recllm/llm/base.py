@@ -336,6 +336,51 @@ class LLM(SpecBuilt, ABC):
         return f"{type(self).__name__}(backend={self.backend!r}, model={self.model_name!r})"
 
 
+class LocalLLM(LLM):
+    """A model run in this process with its own tokenizer (``hf``, ``llamacpp``): the scoring conventions they
+    share. The prompt and each continuation are tokenised apart (no token merges across the boundary) and the
+    prompt's trailing spaces move to the front of every continuation ("is " + "Paris" is scored as "is" +
+    " Paris"), so both backends read the very same tokens."""
+
+    @abstractmethod
+    def _encode_prompt(self, text: str) -> list[int]:
+        """Prompt ids, with the model's start token unless the text has it."""
+
+    @abstractmethod
+    def _encode_piece(self, text: str) -> list[int]:
+        """Ids of a continuation or label: no special tokens added."""
+
+    def _token_names(self, ids: list[int]) -> list[str]:
+        """How ``ids`` read, for error messages."""
+        return [str(i) for i in ids]
+
+    def _split_boundary(self, prompt: str) -> tuple[list[int], str]:
+        """Prompt ids without trailing spaces, and those spaces (to put before every continuation)."""
+        stripped = prompt.rstrip(" ")
+        ids = self._encode_prompt(stripped)
+        if not ids:
+            raise LLMError("prompt has no tokens: scoring needs some context before the continuation")
+        self._check_length(len(ids), "prompt")
+        return ids, prompt[len(stripped):]
+
+    def _check_length(self, n_tokens: int, what: str) -> None:
+        limit = self.context_length
+        if limit is not None and n_tokens > limit:
+            raise LLMError(f"{what} has {n_tokens} tokens, more than the model's context of {limit}")
+
+    def _label_ids(self, tokens: Sequence[str], spaces: str) -> list[int]:
+        """The one token id of each label (after the prompt's trailing ``spaces``); an LLMError naming a label
+        that is several tokens."""
+        out = []
+        for i, label in enumerate(tokens):
+            ids = self._encode_piece(spaces + label)
+            if len(ids) != 1:
+                raise LLMError(f"label tokens[{i}] {label!r} is {len(ids)} tokens for {self.model_name} "
+                               f"({self._token_names(ids)}); next_token_logprobs needs single-token labels")
+            out.append(ids[0])
+        return out
+
+
 def _check_prompt(prompt: str) -> str:
     if not isinstance(prompt, str):
         raise LLMError(f"prompt must be a string, got {type(prompt).__name__}")

@@ -29,11 +29,11 @@ from pydantic import Field
 from recllm.config import checked
 from recllm.errors import ConfigError
 from recllm.llm.base import (
-    LLM,
     Completion,
     FinishReason,
     GenerationRequest,
     LLMError,
+    LocalLLM,
     _check_prompt,
     _check_texts,
 )
@@ -88,7 +88,7 @@ def merge_adapter(model: Any, adapter: str | Path) -> Any:
     return merged
 
 
-class HFBackend(LLM):
+class HFBackend(LocalLLM):
     """A transformers causal LM; ``model`` is None (the pinned default), a folder, a ``.gguf`` file or a hub id,
     or a folder of a LoRA adapter trained by ``recllm.train.lora`` (its base model loads, then the adapter is
     merged in; ``adapters`` lists the adapter folders applied).
@@ -212,19 +212,8 @@ class HFBackend(LLM):
     def _encode_piece(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _split_boundary(self, prompt: str) -> tuple[list[int], str]:
-        """Prompt ids without trailing spaces, and those spaces (to put before every continuation)."""
-        stripped = prompt.rstrip(" ")
-        ids = self._encode_prompt(stripped)
-        if not ids:
-            raise LLMError("prompt has no tokens: scoring needs some context before the continuation")
-        self._check_length(len(ids), "prompt")
-        return ids, prompt[len(stripped):]
-
-    def _check_length(self, n_tokens: int, what: str) -> None:
-        limit = self.context_length
-        if limit is not None and n_tokens > limit:
-            raise LLMError(f"{what} has {n_tokens} tokens, more than the model's context of {limit}")
+    def _token_names(self, ids: list[int]) -> list[str]:
+        return [str(t) for t in self.tokenizer.convert_ids_to_tokens(ids)]
 
     def _forward(self, keep: int | None = None, **inputs: Any) -> Any:
         if keep is not None and self._keeps_logits:
@@ -345,14 +334,7 @@ class HFBackend(LLM):
     def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
         start = time.perf_counter()
         prompt_ids, spaces = self._split_boundary(prompt)
-        label_ids = []
-        for i, label in enumerate(tokens):
-            ids = self._encode_piece(spaces + label)
-            if len(ids) != 1:
-                pieces = self.tokenizer.convert_ids_to_tokens(ids)
-                raise LLMError(f"label tokens[{i}] {label!r} is {len(ids)} tokens for {self.model_name} "
-                               f"({pieces}); next_token_logprobs needs single-token labels")
-            label_ids.append(ids[0])
+        label_ids = self._label_ids(tokens, spaces)
         with torch.inference_mode():
             logp = self._read_prompt(prompt_ids, need_cache=False)[0].double()
         self.usage.record_scoring(prompt_tokens=len(prompt_ids), scored_tokens=len(tokens),

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from recllm.config import checked
 from recllm.errors import ConfigError
-from recllm.llm.base import LLM, Completion, FinishReason, GenerationRequest, LLMError
+from recllm.llm.base import Completion, FinishReason, GenerationRequest, LLMError, LocalLLM
 from recllm.llm.resolve import CHATML_TEMPLATE, resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,19 @@ def _require_llama_cpp() -> Any:
     return llama_cpp
 
 
-class LlamaCppBackend(LLM):
+def _default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set to a positive number (the share of cores a process was given), else every core:
+    llama.cpp's threads spin while they wait, so more threads than cores slows everything."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else os.cpu_count() or 1
+
+
+class LlamaCppBackend(LocalLLM):
     """A GGUF model run by llama.cpp on the CPU. ``model``: None (the pinned default), a pinned name or a path.
 
     ``n_ctx`` is the context window allocated (default: the model's training context, at most 4096 tokens);
-    ``threads`` the CPU threads (default: every core; llama-cpp-python's own default is half of them).
+    ``threads`` the CPU threads (default: ``OMP_NUM_THREADS`` where set, as by ``recllm serve --workers N`` and
+    Ray, else every core; llama-cpp-python's own default is half of them).
     ``kv_cache`` is the type of the key/value cache: float32 by default, because llama.cpp's usual float16
     cache moved a 12-token title's log-probability by 1.5 nats on the default model (-20.27 against -18.74;
     the ``hf`` backend's float32: -18.26); ``f16`` or ``q8_0`` halve or quarter its memory.
@@ -74,7 +82,7 @@ class LlamaCppBackend(LLM):
         path, name = resolve_gguf(model)
         super().__init__(name)
         self.path = path
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or _default_threads()
         start = time.perf_counter()
 
         def load(context: int) -> Any:
@@ -148,19 +156,6 @@ class LlamaCppBackend(LLM):
     def _encode_piece(self, text: str) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _split_boundary(self, prompt: str) -> tuple[list[int], str]:
-        stripped = prompt.rstrip(" ")
-        ids = self._encode_prompt(stripped)
-        if not ids:
-            raise LLMError("prompt has no tokens: scoring needs some context before the continuation")
-        self._check_length(len(ids), "prompt")
-        return ids, prompt[len(stripped):]
-
-    def _check_length(self, n_tokens: int, what: str) -> None:
-        limit = self.context_length
-        if limit is not None and n_tokens > limit:
-            raise LLMError(f"{what} has {n_tokens} tokens, more than the model's context of {limit}")
-
     # ---- the key/value cache ----------------------------------------------------------------------
     def _decode(self, tokens: list[int], n_past: int, *, every_row: bool) -> np.ndarray:
         """Run ``tokens`` at positions ``n_past``...; the log-softmax of the logits after each token
@@ -225,13 +220,7 @@ class LlamaCppBackend(LLM):
         start = time.perf_counter()
         with self._lock:
             prompt_ids, spaces = self._split_boundary(prompt)
-            label_ids = []
-            for i, label in enumerate(tokens):
-                ids = self._encode_piece(spaces + label)
-                if len(ids) != 1:
-                    raise LLMError(f"label tokens[{i}] {label!r} is {len(ids)} tokens for {self.model_name}; "
-                                   f"next_token_logprobs needs single-token labels")
-                label_ids.append(ids[0])
+            label_ids = self._label_ids(tokens, spaces)
             logp = self._prefill(prompt_ids)
         self.usage.record_scoring(prompt_tokens=len(prompt_ids), scored_tokens=len(tokens),
                                   seconds=time.perf_counter() - start)
