@@ -38,15 +38,16 @@ from recllm.llm.item_text import embed_sharded, item_texts
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "eval-ray.json"
 T = TypeVar("T")
-TIMINGS = ("latency", "per_second", "seconds", "scored_tokens")
-"""Diagnostics that count work rather than results: timings, and the tokens the model read for scoring, which
-depend on what each process's prefix cache held from its earlier users."""
+WORK_COUNTERS = ("latency", "per_second", "seconds", "tokens", "llm_calls")
+"""Diagnostics that count work rather than results: timings, and the tokens read and model calls made, which
+depend on what each process's caches held from its earlier users (the model's prefix cache, the likelihood
+re-ranker's calibration priors per item)."""
 
 
 def _figures(report: Report) -> Any:
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items() if not any(t in k for t in TIMINGS)}
+            return {k: plain(v) for k, v in value.items() if not any(t in k for t in WORK_COUNTERS)}
         return "nan" if isinstance(value, float) and np.isnan(value) else value
 
     return [plain({"model": r.model, "metrics": r.metrics, "diagnostics": r.diagnostics or {},
@@ -128,10 +129,11 @@ def docs(_: argparse.Namespace) -> None:
             lines.append(f"| {work} | {row['mode']} | {row['seconds']:.1f} | {base / row['seconds']:.2f}× | "
                          f"{against_one} | {same} | {start} |")
     lines += ["", "\"Same figures\": every metric, breakdown and diagnostic of the report equals the in-process "
-              "run's, except the work counters: timings, and the scored-token count, which depends on what each "
-              "process's prefix cache held from its earlier users (with 2 workers each process sees other users "
-              "before a given one). Embeddings differ from one pass within float rounding because each shard is "
-              "batched on its own.", "",
+              "run's, except the work counters: timings, tokens read and model calls, which depend on what each "
+              "process's caches (the model's prefix cache, the likelihood re-ranker's calibration priors per "
+              "item) held from its earlier users; with 2 workers each process has seen other users before a given "
+              "one. Embeddings differ from one pass within float rounding because each shard is batched on its "
+              "own.", "",
               f"Command: `{r['command']}`.  ", f"Machine: {machine_text(r['machine'])}; {r['date']}."]
     write_section("eval-ray", "\n".join(lines))
 

@@ -27,9 +27,10 @@ from recllm.llm.factory import create_embedder
 from recllm.llm.item_text import embed_items, embed_sharded, item_texts
 from recllm.models.ease import EASE
 
-TIMINGS = ("latency", "per_second", "seconds", "scored_tokens")
-"""Work counters, not results: timings, and the tokens read for scoring (they depend on the prefix cache's
-contents, which differ between processes that saw different users before)."""
+WORK_COUNTERS = ("latency", "per_second", "seconds", "tokens", "llm_calls")
+"""Diagnostics that count work rather than results: timings, and the tokens read and model calls made, which
+depend on what each process's caches held from its earlier users (the model's prefix cache, the likelihood
+re-ranker's calibration priors per item)."""
 
 
 def _figures(report: Report) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def _figures(report: Report) -> dict[str, Any]:
     that equal reports compare equal)."""
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items() if not any(t in k for t in TIMINGS)}
+            return {k: plain(v) for k, v in value.items() if not any(t in k for t in WORK_COUNTERS)}
         return "nan" if isinstance(value, float) and np.isnan(value) else value
 
     return {row.model: plain({"metrics": row.metrics, "users": row.n_users, "diagnostics": row.diagnostics or {},

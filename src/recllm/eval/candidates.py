@@ -253,7 +253,7 @@ def evaluate_reranker(reranker: Reranker | RerankerSource, cases: Cases, item_vo
     With ``ray`` the cases go out in ``shards`` contiguous shards as Ray tasks (``reranker`` is then best a
     recipe, which each worker builds once); the per-case results are put back in case order, so ranks,
     metrics and every diagnostic equal those of the run in this process, except the work counters (timings,
-    and tokens read, which depend on what each process's prefix cache held).
+    tokens read and model calls, which depend on what each process's caches held).
     """
     started = time.perf_counter()
     if ray is None and shards == 1:

@@ -103,7 +103,7 @@ def run_evaluation(
     ``ray`` (a connected Ray module, ``recllm.distributed.ray_session``) runs the heavy parts as Ray tasks over
     ``shards`` contiguous shards of users (default: 4 per CPU of the cluster): the ``full`` ranking of each
     model, and every re-ranker over its cases, each worker building the re-ranker and its LLM once from a
-    recipe. Results equal the single-process run's (only timings and token counts differ); ``shards`` without
+    recipe. Results equal the single-process run's (only timings, token and call counts differ); ``shards`` without
     ``ray`` runs the same shards one after another here.
     """
     kind, n = parse_protocol(protocol)
@@ -151,7 +151,7 @@ def run_evaluation(
                             f"seed {seed}; every row is on the same users")
     if n_shards > 1:
         report.notes.append(f"users in {n_shards} shards" + (" run as Ray tasks" if ray is not None else "")
-                            + "; every figure equals an unsharded run's but timings and tokens read")
+                            + "; every figure equals an unsharded run's but timings, tokens read and model calls")
     for name in models:
         create_model(name, params.get(name))  # validate every name before the slow work
     built = _build_rerankers(rerankers, llm, bundle, params, permutations, seed, recipes=n_shards > 1) \
