@@ -52,6 +52,8 @@ from recllm.eval.report import machine_info
 from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, SensitivityReport, prompt_sensitivity
 from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
+from recllm.prompts.builder import PromptBuilder
+from recllm.prompts.templates import Template
 from recllm.ranking import pessimistic_ranks, top_k
 from recllm.rerank.base import Reranker
 from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
@@ -304,8 +306,14 @@ def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str
 
     def make(prompt_options: Mapping[str, Any]) -> Reranker:
         chosen = dict(base)
-        if prompt_options:
-            chosen["prompt_options"] = {**dict(chosen.get("prompt_options") or {}), **prompt_options}
+        merged = {**dict(chosen.get("prompt_options") or {}), **prompt_options}
+        template = merged.pop("template", None)
+        if isinstance(template, Template):  # an object, not configuration: it goes in a ready prompt builder
+            chosen.pop("prompt_options", None)
+            chosen["builder"] = PromptBuilder(catalog, template.task, template.variant, llm=llm, template=template,
+                                              **merged)
+        elif prompt_options:
+            chosen["prompt_options"] = {**merged, **({"template": template} if template is not None else {})}
         return build_reranker(reranker, llm, catalog, chosen)
 
     vocab = split.train.item_vocab
