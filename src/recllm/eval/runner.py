@@ -154,7 +154,8 @@ def run_evaluation(
                             + "; every figure equals an unsharded run's but timings, tokens read and model calls")
     for name in models:
         create_model(name, params.get(name))  # validate every name before the slow work
-    built = _build_rerankers(rerankers, llm, bundle, params, permutations, seed, recipes=n_shards > 1) \
+    sharded = n_shards > 1 or ray is not None  # re-rankers then travel as recipes, never as loaded models
+    built = _build_rerankers(rerankers, llm, bundle, params, permutations, seed, recipes=sharded) \
         if rerankers else []
     sampled: Cases | None = None
     if kind == "sampled":
