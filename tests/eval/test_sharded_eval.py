@@ -170,3 +170,13 @@ def test_cli_batch_embed_fills_the_store_and_writes_parquet(tmp_path: Path):
     assert again.exit_code == 0, again.output
     bad = CliRunner().invoke(app, ["batch", "embed", "--ray", "my cluster"])
     assert bad.exit_code != 0 and "cluster address" in bad.output
+
+
+def test_a_single_shard_on_ray_gives_the_figures_of_this_process(ml100k: DataBundle, local_ray: ModuleType):
+    answers = ["2\n1\n3"] * 3
+    options: dict[str, Any] = dict(protocol="sampled-5", ks=(1,), split=make_split(ml100k), max_users=3,
+                                   rerankers=["listwise"])
+    plain = run_evaluation(ml100k, ["pop"], **options, llm=ScriptedLLM(answers))
+    on_ray = run_evaluation(ml100k, ["pop"], **options, llm=ScriptedLLM(answers), ray=local_ray, shards=1)
+    assert _figures(on_ray) == _figures(plain)
+    assert on_ray.rows[-1].diagnostics["users"] == 3  # type: ignore[index]
