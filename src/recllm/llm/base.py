@@ -342,6 +342,11 @@ class LocalLLM(LLM):
     prompt's trailing spaces move to the front of every continuation ("is " + "Paris" is scored as "is" +
     " Paris"), so both backends read the very same tokens."""
 
+    @property
+    def can_score(self) -> bool:
+        """A model in this process gives its log-probabilities directly."""
+        return True
+
     @abstractmethod
     def _encode_prompt(self, text: str) -> list[int]:
         """Prompt ids, with the model's start token unless the text has it."""

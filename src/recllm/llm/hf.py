@@ -161,10 +161,6 @@ class HFBackend(LocalLLM):
 
     # ---- capabilities and helpers -----------------------------------------------------------------
     @property
-    def can_score(self) -> bool:
-        return True
-
-    @property
     def can_schema(self) -> bool:
         return True
 

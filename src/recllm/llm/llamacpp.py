@@ -114,10 +114,6 @@ class LlamaCppBackend(LocalLLM):
 
     # ---- capabilities and helpers -----------------------------------------------------------------
     @property
-    def can_score(self) -> bool:
-        return True
-
-    @property
     def can_schema(self) -> bool:
         return True
 
