@@ -35,6 +35,9 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="movielens-100k
                                          "grouplens-100k:DIR, grouplens-1m:DIR or files:CONFIG.toml")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE hyper-parameter.")]
+RayOpt = Annotated[str | None, typer.Option(help="Run the shards on Ray: local (a Ray on loopback for this run), "
+                                            "auto (the running cluster, else local) or HOST:PORT.")]
+RayWorkersOpt = Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")]
 ModelConfigOpt = Annotated[Path | None, typer.Option(help="TOML with \\[models.NAME] tables.")]
 
 
@@ -189,7 +192,7 @@ def evaluate(
     ray: Annotated[str | None, typer.Option(help="Shard the full ranking and the re-ranking over Ray: local (a Ray "
                                             "on loopback for this run), auto (the running cluster, else local) "
                                             "or HOST:PORT.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")] = 2,
+    workers: RayWorkersOpt = 2,
     shards: Annotated[int | None, typer.Option(min=1, help="Shards of users (default: 4 per Ray CPU; without "
                                                "--ray, run one after another here).")] = None,
     verbose: VerboseOpt = False,
@@ -315,9 +318,8 @@ def batch_recommend_command(
     k: Annotated[int, typer.Option(min=1, help="Items per user.")] = 10,
     out: Annotated[Path, typer.Option(help="Parquet file: one row per user and rank (user, rank, item, "
                                       "score).")] = Path("recommendations.parquet"),
-    ray: Annotated[str | None, typer.Option(help="Run the shards on Ray: local (a Ray on loopback for this run), "
-                                            "auto (the running cluster, else local) or HOST:PORT.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")] = 2,
+    ray: RayOpt = None,
+    workers: RayWorkersOpt = 2,
     shards: Annotated[int | None, typer.Option(min=1, help="Shards of users (default: 4 per worker with Ray, "
                                                "1 without).")] = None,
     verbose: VerboseOpt = False,
@@ -350,9 +352,8 @@ def batch_embed_command(
     embedder: Annotated[str, typer.Option(help="Embedder spec: st (pinned MiniLM), st:PATH or lm[:PATH].")] = "st",
     out: Annotated[Path | None, typer.Option(help="Also write a Parquet file of (item, text, vector) "
                                              "rows.")] = None,
-    ray: Annotated[str | None, typer.Option(help="Run the shards on Ray: local (a Ray on loopback for this run), "
-                                            "auto (the running cluster, else local) or HOST:PORT.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="CPUs of a local Ray.")] = 2,
+    ray: RayOpt = None,
+    workers: RayWorkersOpt = 2,
     shards: Annotated[int | None, typer.Option(min=1, help="Shards of items (default: 4 per worker with Ray, "
                                                "1 without).")] = None,
     verbose: VerboseOpt = False,
