@@ -152,6 +152,8 @@ def test_item_text_embedding_in_shards_and_on_ray_agrees_with_one_pass(ml100k: D
     assert len(stored) == 1 and np.array_equal(np.load(stored[0]), on_ray)  # the store the service reads
     with pytest.raises(ConfigError, match="embedder spec"):
         embed_items(ml100k.catalog, ids, create_embedder("st"), ray=local_ray)
+    with pytest.raises(ConfigError, match="embedder spec"):  # in shards here, too
+        embed_items(ml100k.catalog, ids, create_embedder("st"), shards=2)
     with pytest.raises(ConfigError, match="shards must be at least 1"):
         embed_sharded("st", texts, shards=0)
 

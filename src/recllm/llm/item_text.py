@@ -46,8 +46,9 @@ def embed_items(catalog: ItemCatalog, item_ids: Sequence[str], embedder: Embedde
 
         spec = embedder
         embedder = create_embedder(spec)
-    elif ray is not None:
-        raise ConfigError("sharded embedding over Ray takes an embedder spec such as 'st', not a loaded embedder")
+    elif ray is not None or shards != 1:
+        raise ConfigError("sharded embedding (over Ray or not) takes an embedder spec such as 'st', not a loaded "
+                          "embedder: each shard's process builds its own")
     texts = item_texts(catalog, [str(i) for i in item_ids])
     if ray is None and shards == 1:
         return embed_stored(embedder, texts)
