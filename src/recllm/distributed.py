@@ -9,6 +9,7 @@ cluster address (``HOST:PORT`` or ``ray://HOST:PORT``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -82,6 +83,15 @@ def _loopback_only(ray: ModuleType) -> None:
 _SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Ray's switch between a cluster-reachable node address and loopback (named for the platforms where loopback
 is its default)."""
+
+
+def contiguous_shards(items: Sequence[T], shards: int) -> list[Sequence[T]]:
+    """``items`` in at most ``shards`` contiguous, non-empty parts of near-equal size, in order."""
+    if shards < 1:
+        raise ConfigError(f"shards must be at least 1, got {shards}")
+    count = min(shards, max(1, len(items)))
+    bounds = [round(i * len(items) / count) for i in range(count + 1)]
+    return [items[lo:hi] for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
 
 def map_shards(function: Callable[..., T], shards: Sequence[Any], *, shared: Sequence[Any] = (),

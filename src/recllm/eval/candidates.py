@@ -28,7 +28,7 @@ import numpy as np
 from recllm.data.dataset import Dataset
 from recllm.data.itemlist import ItemList
 from recllm.data.vocabulary import Vocabulary
-from recllm.distributed import map_shards
+from recllm.distributed import contiguous_shards, map_shards
 from recllm.errors import RecllmError
 from recllm.eval.metrics import pessimistic_ranks, user_metrics
 from recllm.eval.protocols import ProtocolResult, Queries, sample_negatives
@@ -233,11 +233,7 @@ def rerank_shard(part: Cases, source: Reranker | RerankerSource, item_vocab: Voc
 
 def split_cases(cases: Cases, shards: int) -> list[Cases]:
     """``cases`` in at most ``shards`` contiguous, non-empty parts of near-equal size, in order."""
-    if shards < 1:
-        raise RecllmError(f"shards must be at least 1, got {shards}")
-    bounds = np.linspace(0, len(cases), min(shards, max(1, len(cases))) + 1).round().astype(int)
-    return [Cases(cases.protocol, cases.cases[lo:hi], cases.n_items)
-            for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    return [Cases(cases.protocol, tuple(part), cases.n_items) for part in contiguous_shards(cases.cases, shards)]
 
 
 def evaluate_reranker(reranker: Reranker | RerankerSource, cases: Cases, item_vocab: Vocabulary, *,

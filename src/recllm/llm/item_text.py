@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from types import ModuleType
@@ -10,7 +9,7 @@ from types import ModuleType
 import numpy as np
 
 from recllm.data.catalog import ItemCatalog
-from recllm.distributed import map_shards
+from recllm.distributed import contiguous_shards, map_shards
 from recllm.errors import ConfigError
 from recllm.llm.base import Embedder
 from recllm.llm.embedding_store import embed_stored
@@ -58,10 +57,7 @@ def embed_items(catalog: ItemCatalog, item_ids: Sequence[str], embedder: Embedde
 def embed_sharded(spec: str, texts: Sequence[str], *, shards: int, ray: ModuleType | None = None) -> np.ndarray:
     """``create_embedder(spec).embed(texts)`` in ``shards`` contiguous shards (Ray tasks with ``ray``), in order.
     A shard is batched on its own, so vectors agree with one pass within float rounding (not bit for bit)."""
-    if shards < 1:
-        raise ConfigError(f"shards must be at least 1, got {shards}")
-    bounds = np.linspace(0, len(texts), min(shards, max(1, len(texts))) + 1).round().astype(int)
-    parts = [list(texts[lo:hi]) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    parts = [list(part) for part in contiguous_shards(texts, shards)]
     results = map_shards(_embed_shard, parts, shared=(spec,), ray=ray)
     return np.concatenate(results) if results else np.zeros((0, _embedder(spec).dim), dtype=np.float32)
 
