@@ -333,24 +333,16 @@ def llm_sensitivity(model: Recommender, split: Split, queries: Queries, reranker
     """FaiRLLM's sensitive-attribute prompting for LLM re-ranker ``reranker`` on ``llm_spec``, re-ranking
     ``model``'s top ``n`` for the first ``users`` audited users (``recllm.eval.sensitivity``)."""
     make, lists = _llm_lists(model, split, queries, reranker, llm_spec, bundle, users=users, options=options, n=n)
-    return prompt_sensitivity(lambda persona: make({"persona": persona} if persona is not None else {}), lists,
-                              attributes, k=k)
+    return prompt_sensitivity(_stating(make), lists, attributes, k=k)
+
+
+def _stating(make: Callable[[Mapping[str, Any]], Reranker]) -> Callable[[str | None], Reranker]:
+    """A re-ranker maker by persona (None: the neutral prompt) from one by prompt options."""
+    return lambda persona: make({"persona": persona} if persona is not None else {})
 
 
 PARAPHRASED_RERANKERS = {"likelihood": "rank-likelihood", "verbalizer": "rank-verbalizer", "listwise": "rank-listwise"}
 """The built-in re-rankers whose prompts have paraphrases, and their template task."""
-
-
-def llm_prompt_robustness(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
-                          bundle: DataBundle, *, users: int, options: dict[str, Any] | None = None, n: int = 20,
-                          k: int = 10, seed: int = 0) -> LLMRobustnessReport:
-    """Robustness of LLM re-ranker ``reranker`` to paraphrased instructions and shuffled history over ``model``'s
-    top ``n`` for the first ``users`` audited users (``recllm.eval.llm_robustness``)."""
-    if reranker not in PARAPHRASED_RERANKERS:
-        raise RecllmError(f"prompt robustness covers the re-rankers {', '.join(PARAPHRASED_RERANKERS)}, not "
-                          f"'{reranker}'")
-    make, lists = _llm_lists(model, split, queries, reranker, llm_spec, bundle, users=users, options=options, n=n)
-    return llm_robustness(make, PARAPHRASED_RERANKERS[reranker], lists, k=k, seed=seed)
 
 
 def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params: dict[str, dict[str, Any]] | None
@@ -385,14 +377,13 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
             on_model(reranker, "attribute prompts")
         assert first is not None
         chosen = attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}
-        sensitivity.append(llm_sensitivity(first, split, queries, reranker, llm, bundle, chosen, users=llm_users,
-                                           options=(params or {}).get(reranker), k=k))
-        if reranker in PARAPHRASED_RERANKERS:
+        make, lists = _llm_lists(first, split, queries, reranker, llm, bundle, users=llm_users,
+                                 options=(params or {}).get(reranker), n=20)  # one model load for both
+        sensitivity.append(prompt_sensitivity(_stating(make), lists, chosen, k=k))
+        if reranker in PARAPHRASED_RERANKERS:  # prompt robustness on the same lists
             if on_model:
                 on_model(reranker, "paraphrases and shuffled history")
-            prompt_robustness.append(llm_prompt_robustness(first, split, queries, reranker, llm, bundle,
-                                                           users=llm_users, options=(params or {}).get(reranker),
-                                                           k=k, seed=seed))
+            prompt_robustness.append(llm_robustness(make, PARAPHRASED_RERANKERS[reranker], lists, k=k, seed=seed))
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
                        groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity,
