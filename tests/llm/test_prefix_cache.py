@@ -81,3 +81,26 @@ def test_shared_length_is_the_longest_common_beginning(a: list[int], b: list[int
     while expected < min(len(a), len(b)) and a[expected] == b[expected]:
         expected += 1
     assert _shared_length(tuple(a), tuple(b)) == expected
+
+
+def test_a_sliding_window_cache_past_its_window_serves_exact_repeats_only() -> None:
+    """Gemma-3's local-attention layers keep only their last window of tokens: such a cache cannot be cut back to
+    a shorter prefix (transformers raises), so it is not offered for partial reuse, only for the same prompt."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=8, sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention"])
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    store = PrefixKVCache(2, min_shared=2, min_fraction=0.1)
+    short, long = list(range(1, 4)), list(range(1, 21))
+    for ids in (short, long):
+        with torch.no_grad():
+            out = model(torch.tensor([ids]), use_cache=True)
+        store.store(ids, out.past_key_values, out.logits[0, -1])
+    assert store.lookup(long).shared == len(long)  # the exact repeat
+    reuse = store.lookup([*long[:15], 40, 41])  # shares 15 tokens with the long prompt, 3 with the short one
+    assert reuse.shared == len(short)  # only the short prompt, still inside its window, can be cut back
+    assert reuse.cache.get_seq_length() == len(short)

@@ -36,7 +36,8 @@ class PrefixKVCache:
     """Up to ``entries`` prompts' key/value caches, least recently used dropped first; thread-safe.
 
     A prefix is reused only when it is at least ``min_shared`` tokens and ``min_fraction`` of the new prompt long,
-    and the model's cache can be cut back exactly (``is_croppable``: not for sliding-window layers). Reading
+    and the kept cache can be cut back exactly (not a sliding-window layer past its window, as in Gemma-3: such an
+    entry serves exact repeats only). Reading
     tokens against a cache is slower per token than reading a prompt from its start (measured on 2 cores:
     reusing the 63 instruction tokens of an 870-token verbalizer prompt made it 7% slower, reusing a user's
     history, about 60% of it, 1.6x faster), so a short shared beginning is read again.
@@ -48,7 +49,7 @@ class PrefixKVCache:
         self.entries = entries
         self.min_shared = min_shared
         self.min_fraction = min_fraction
-        self._store: OrderedDict[tuple[int, ...], tuple[Any, torch.Tensor]] = OrderedDict()
+        self._store: OrderedDict[tuple[int, ...], tuple[Any, torch.Tensor, bool]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = self.reused_tokens = 0
 
@@ -67,7 +68,9 @@ class PrefixKVCache:
                 self.reused_tokens += len(key)
                 return Reuse(len(key), cache=exact[0], last=exact[1])
             best, best_key = 0, None
-            for stored in self._store:
+            for stored, (_, _, croppable) in self._store.items():
+                if not croppable:  # serves exact repeats only
+                    continue
                 n = _shared_length(stored, key)
                 if n > best:
                     best, best_key = n, stored
@@ -89,7 +92,7 @@ class PrefixKVCache:
         if self.entries == 0 or not getattr(cache, "is_croppable", False):
             return
         with self._lock:
-            self._store[tuple(ids)] = (cache, last)
+            self._store[tuple(ids)] = (cache, last, _croppable(cache))
             self._store.move_to_end(tuple(ids))
             while len(self._store) > self.entries:
                 self._store.popitem(last=False)
@@ -97,6 +100,16 @@ class PrefixKVCache:
     def clear(self) -> None:
         with self._lock:
             self._store.clear()
+
+
+def _croppable(cache: Any) -> bool:
+    """Whether ``crop`` can cut ``cache`` back to any shorter prefix: a sliding-window layer (Gemma-3's local
+    attention) that has filled its window keeps only the last window of tokens, so it cannot."""
+    for layer in getattr(cache, "layers", ()):
+        window = getattr(layer, "sliding_window", None)
+        if window is not None and layer.get_seq_length() >= window:
+            return False
+    return True
 
 
 def _shared_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
