@@ -8,8 +8,10 @@ Leave-one-out split, ``full`` protocol, every test user (``--users 0``) or a see
 benchmark configs' (benchmarks/configs/DATASET.toml), fitted on the training part and kept under
 benchmarks/.models/ (``llm_rerank.fitted``), so a rerun does not refit SASRec. Mitigations (popularity
 calibration at weight 0.5 and a 30% long-tail quota, each re-ordering the model's top 100) are measured for
-EASE and SASRec. ``--rerank verbalizer`` adds FaiRLLM's stated-attribute prompting of that re-ranker over
-SASRec's top 20 for the first ``--llm-users`` audited users (bfloat16, as in the issue-14 table). Writes
+EASE and SASRec. ``--rerank verbalizer`` adds the LLM part of the audit for that re-ranker over SASRec's top 20
+for the first ``--llm-users`` audited users (bfloat16, as in the issue-14 table; ``recllm.eval.audit.
+audit_llm_reranker``): FaiRLLM's stated attributes, prompt paraphrases and shuffled history, the position probe
+with ``--permutations`` cyclic rotations, hallucination and the faithfulness of explanations. Writes
 benchmarks/results/audit-DATASET.json, the HTML page beside it, and the section of docs/benchmarks.md (one
 table per audited dataset).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -27,13 +30,28 @@ import _script
 from _docs import machine_text, write_section
 from llm_rerank import fitted
 from recllm.data import load_dataset
-from recllm.eval.audit import AuditReport, audit_model, llm_sensitivity, popularity_percentiles, user_groups
-from recllm.eval.audit_report import SUMMARY_HEADER, group_table, summary_rows, write_audit
+from recllm.eval.audit import AuditReport, audit_llm_reranker, audit_model, popularity_percentiles, user_groups
+from recllm.eval.audit_report import (
+    FAITHFULNESS_HEADER,
+    FAITHFULNESS_NOTE,
+    POSITION_NOTE,
+    ROBUSTNESS_HEADER,
+    SUMMARY_HEADER,
+    faithfulness_rows,
+    group_table,
+    position_header,
+    position_rows,
+    summary_rows,
+    write_audit,
+)
 from recllm.eval.candidates import select_users
+from recllm.eval.llm_robustness import robustness_rows
 from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
 from recllm.eval.runner import make_split
 from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, SensitivityReport, sensitivity_rows
+
+log = logging.getLogger("audit")
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("pop", "itemknn", "ease", "als", "bpr", "sasrec")
@@ -58,17 +76,22 @@ def run(args: argparse.Namespace, command: str) -> None:
         model, _ = fitted(name, bundle, split)
         mitigations = ("popularity-calibration", "tail-quota") if name in MITIGATED else ()
         audits.extend(audit_model(name, model, queries, groups, counts, mitigations=mitigations))
-    sensitivity = []
+    llm_audits = []
     for reranker in filter(None, args.rerank.split(",")):
         sasrec, _ = fitted("sasrec", bundle, split)
-        sensitivity.append(llm_sensitivity(sasrec, split, queries, reranker, args.llm, bundle,
-                                           {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES},
-                                           users=args.llm_users))
+        llm_audits.append(audit_llm_reranker(
+            sasrec, split, queries, reranker, args.llm, bundle, users=args.llm_users,
+            attributes={a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}, permutations=args.permutations,
+            on_stage=lambda stage, name=reranker: log.info("%s: %s", name, stage)))
     targets = np.concatenate(queries.targets)
     report = AuditReport(dataset=bundle.name, split="leave-one-out", protocol="full", k=10,
                          users=len(queries.users), seed=0,
                          targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
-                         groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity,
+                         groups_skipped=groups.skipped, models=audits,
+                         sensitivity=[a.sensitivity for a in llm_audits],
+                         prompt_robustness=[a.prompt_robustness for a in llm_audits if a.prompt_robustness],
+                         position_bias=[a.position for a in llm_audits if a.position],
+                         faithfulness=[a.faithfulness for a in llm_audits if a.faithfulness],
                          machine=machine_info(), command=command)
     write_audit(report, HERE / "results", f"audit-{args.dataset}")
     payload = report.to_dict()
@@ -81,6 +104,8 @@ def _report(raw: dict) -> AuditReport:
     """An AuditReport back from its JSON (enough of it for the tables)."""
     from recllm.eval.audit import ModelAudit, Robustness
     from recllm.eval.fairness import GroupReport, GroupStat, Spread
+    from recllm.eval.llm_robustness import LLMRobustnessReport, RobustnessCondition
+    from recllm.eval.llm_trust import Faithfulness, PositionBias
     from recllm.eval.sensitivity import AttributeSensitivity
 
     models = []
@@ -92,9 +117,17 @@ def _report(raw: dict) -> AuditReport:
     sensitivity = [SensitivityReport(s["reranker"], s["k"], s["users"], [
         AttributeSensitivity(a["attribute"], a["similarity"], {m: Spread(**x) for m, x in a["spread"].items()})
         for a in s["attributes"]]) for s in raw.get("sensitivity", [])]
+    robustness = [LLMRobustnessReport(r["reranker"], r["k"], r["users"], [RobustnessCondition(**c)
+                                                                         for c in r["conditions"]])
+                  for r in raw.get("prompt_robustness", [])]
+    position = [PositionBias(**{**p, "spread_single_interval": tuple(p["spread_single_interval"]),
+                                "spread_aggregated_interval": tuple(p["spread_aggregated_interval"])})
+                for p in raw.get("position_bias", [])]
+    trust = [Faithfulness(**f) for f in raw.get("faithfulness", [])]
     fields = {k: raw[k] for k in ("dataset", "split", "protocol", "k", "users", "seed", "targets_popularity",
                                   "groups_skipped", "date", "machine", "command")}
-    return AuditReport(**fields, models=models, sensitivity=sensitivity)
+    return AuditReport(**fields, models=models, sensitivity=sensitivity, prompt_robustness=robustness,
+                       position_bias=position, faithfulness=trust)
 
 
 def docs(_: argparse.Namespace) -> None:
@@ -103,7 +136,9 @@ def docs(_: argparse.Namespace) -> None:
              "Written by `benchmarks/audit.py` through `recllm.eval.audit` (the code behind `recllm audit`). "
              "Leave-one-out split; every unseen item ranked; models with the benchmark configs' hyper-parameters. "
              "Group intervals are bootstrap 95% over users; the gap compares the best and the worst group of at "
-             "least 20 users, chosen on the point estimates (a flag to look closer, not a corrected test). Long "
+             "least 20 users, chosen on the point estimates; its p-value is a permutation test of the largest gap "
+             "(the choice of the two groups is part of the test), Holm-adjusted over the model's attributes and "
+             "both metrics (NDCG@10, HR@10), **significant** below 0.05. Long "
              "tail: items outside the 20% with the most training interactions. Popularity: percentile of "
              "training interactions (100: most popular). Robustness: users scored from the history alone, with "
              "and without its oldest 10%. Mitigations re-order the model's top 100: `popularity-calibration` "
@@ -128,7 +163,10 @@ def docs(_: argparse.Namespace) -> None:
                     r = m.groups[f"NDCG@{k}"][attribute]
                     by = {g.group: g for g in r.groups}
                     best, worst = ((f"{g} {by[g].mean:.3f} ({by[g].users})" if g else "-") for g in (r.best, r.worst))
-                    gap = f"{r.gap:.4f} [{r.gap_low:.4f}, {r.gap_high:.4f}]" if r.gap is not None else "-"
+                    gap = "-" if r.gap is None else (
+                        f"{r.gap:.4f} [{r.gap_low:.4f}, {r.gap_high:.4f}]"
+                        + ("" if r.p_adjusted is None else f", p = {r.p_adjusted:.3f} Holm")
+                        + (" **(significant)**" if r.significant else ""))
                     lines.append(f"| {m.name} | {best} | {worst} | {gap} |")
                 continue
             header, rows = group_table(report, f"NDCG@{k}", attribute)
@@ -144,6 +182,26 @@ def docs(_: argparse.Namespace) -> None:
                       "(similarity 1 and spread 0: the stated attribute changes nothing):", "",
                       "| attribute | measure | lowest mean similarity (value) | mean over values | SNSR | SNSV |",
                       "|---|---|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in sensitivity_rows(sens))]
+        for robust in report.prompt_robustness:
+            lines += ["", f"Prompt robustness of the `{robust.reranker}` re-ranker, {robust.users} users, top "
+                      f"{robust.k} (agreement with the configured prompt's ranking when the instructions are "
+                      "reworded and when the history is shown shuffled):", "",
+                      "| " + " | ".join(h.format(k=robust.k) for h in ROBUSTNESS_HEADER) + " |",
+                      "|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in robustness_rows(robust))]
+        for bias in report.position_bias:
+            header = position_header(bias)
+            lines += ["", f"Position bias of the `{bias.reranker}` re-ranker, {bias.users} users (NDCG@{bias.k} "
+                      f"by the target's shown position). {POSITION_NOTE}", "",
+                      "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+                      *("| " + " | ".join(r) + " |" for r in position_rows(bias))]
+        if report.faithfulness:
+            lines += ["", f"Faithfulness and hallucination. {FAITHFULNESS_NOTE}", "",
+                      "| " + " | ".join(FAITHFULNESS_HEADER) + " |", "|---|" + "---:|" * 7 + "---|",
+                      *("| " + " | ".join(r) + " |" for r in faithfulness_rows(report.faithfulness))]
+            for f in report.faithfulness:
+                for example in f.examples[:2]:
+                    text = " ".join(example["generated"].split()).replace("|", "/")
+                    lines += ["", f"> {text}  ", f"> *failed the check:* {'; '.join(example['violations'])}"]
         lines += ["", f"Command: `{raw['command']}` ({raw['seconds'] / 60:.1f} min).  ",
                   f"Machine: {machine_text(raw['machine'])}; {raw['date']}."]
     write_section("audit", "\n".join(lines))
@@ -157,6 +215,7 @@ def main() -> None:
     parser.add_argument("--rerank", default="", help="LLM re-rankers audited for stated user attributes")
     parser.add_argument("--llm", default="hf,dtype=bfloat16")
     parser.add_argument("--llm-users", type=int, default=50)
+    parser.add_argument("--permutations", type=int, default=4, help="cyclic rotations in the position probe")
     _script.main("audit.py", parser, run, docs)
 
 

@@ -32,21 +32,11 @@ from recllm.eval.runner import make_split
 from recllm.llm import create_llm
 from recllm.pipeline import RetrieverConfig, build_retriever
 from recllm.tasks import Explainer
+from recllm.tasks.explain import violation_kind
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "explanations.json"
-CLASSES = (("cites", "cites an item outside the history"), ("gives no reason", "no reason tied to the user"),
-           ("gives", "a wrong year for a title"), ("names", "a title not in the catalog"),
-           ("says", "a genre or year the items lack"), ("states the number", "an unsupported number"),
-           ("states '", "a span of time in words"),
-           ("does not name", "does not name the item"), ("claims", "a claim the catalog cannot check"),
-           ("empty", "empty answer"))
 BATCH = 8
-
-
-def violation_class(violation: str) -> str:
-    """The kind of a checker violation (the first matching prefix of ``CLASSES``)."""
-    return next((label for prefix, label in CLASSES if violation.startswith(prefix)), "other")
 
 
 def run(args: argparse.Namespace, command: str) -> None:
@@ -65,9 +55,9 @@ def run(args: argparse.Namespace, command: str) -> None:
     for start in range(0, len(pairs), BATCH):
         explanations += explainer.explain_many(pairs[start:start + BATCH])
     seconds = (time.perf_counter() - started) / len(pairs)
-    classes = [sorted({violation_class(v) for v in e.violations}) for e in explanations]
+    classes = [sorted({violation_kind(v) for v in e.violations}) for e in explanations]
     kinds = Counter(kind for found in classes for kind in found)  # explanations with at least one of a kind
-    failing = Counter(frozenset(violation_class(v) for v in e.violations) for e in explanations if not e.grounded)
+    failing = Counter(frozenset(violation_kind(v) for v in e.violations) for e in explanations if not e.grounded)
     shown = [e for e in explanations if e.grounded]
     rejected = [e for e in explanations if not e.grounded]
     examples = [{"item": bundle.catalog[e.item].label(), "generated": e.generated.strip(), "shown": e.text,

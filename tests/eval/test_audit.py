@@ -78,6 +78,13 @@ def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: Dat
     gap = ease.groups["NDCG@10"]["gender"]
     assert gap.gap == pytest.approx(abs(by["F"].mean - by["M"].mean))
     assert ease.ndcg == pytest.approx(ndcg.mean())
+    # every gap is tested by permutation and Holm-adjusted within its model (each attribute, both metrics)
+    tested = [r for by_attribute in ease.groups.values() for r in by_attribute.values() if r.p_value is not None]
+    assert len(tested) == 6  # age, gender, occupation x NDCG, HR
+    from recllm.eval.fairness import holm_adjust
+
+    assert [r.p_adjusted for r in tested] == pytest.approx(holm_adjust([r.p_value for r in tested]))
+    assert all(r.significant == ((r.p_adjusted or 1.0) < 0.05) for r in tested)
     # popularity shows everyone the same few items: high Gini, low coverage, no long tail, no history effect
     assert pop.gini > ease.gini and pop.coverage < ease.coverage and 0 <= pop.long_tail_share < ease.long_tail_share
     assert pop.top1_popularity == pytest.approx(100.0, abs=1.0)
@@ -142,7 +149,7 @@ def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path, mo
 def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "30", "--k", "5", "--rerank",
                                       "verbalizer", "--llm-users", "1", "--attributes", "gender",
-                                      "--out", str(tmp_path)])
+                                      "--permutations", "0", "--no-explain", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads(next(tmp_path.glob("*.json")).read_text())
     [sensitivity] = data["sensitivity"]
@@ -161,8 +168,11 @@ def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> N
     assert [c["condition"] for c in robust["conditions"]] == ["paraphrase 1", "paraphrase 2", "shuffled history"]
     assert all(-1 <= c["kendall_tau"] <= 1 and 0 <= c["overlap"] <= 1 for c in robust["conditions"])
     assert "## Prompt robustness: verbalizer" in next(tmp_path.glob("*.md")).read_text()
+    assert data["position_bias"] == [] and data["faithfulness"] == []  # switched off for one user
     for args, message in ((["--llm-users", "0"], "--llm-users"), (["--attributes", "height"], "unknown attribute"),
-                          (["--attributes", " "], "--attributes is empty")):
+                          (["--attributes", " "], "--attributes is empty"),
+                          (["--permutations", "1"], "--permutations must be 0"),
+                          (["--llm-users", "5"], "at least 20 users")):
         bad = CliRunner().invoke(app, ["audit", "--models", "pop", "--rerank", "verbalizer", *args,
                                        "--out", str(tmp_path)])
         assert bad.exit_code == 2 and message in bad.output, bad.output

@@ -16,8 +16,10 @@ from recllm.eval.fairness import (
     exposure_counts,
     gini,
     group_metric,
+    holm_adjust,
     jaccard_at_k,
     kendall_tau,
+    largest_gap_p_value,
     long_tail_share,
     overlap_at_k,
     prag_star_at_k,
@@ -191,3 +193,43 @@ def test_the_persona_is_stated_in_the_prompt() -> None:
     assert content.replace("This user is a female.\n\n", "") == plain
     with pytest.raises(ConfigError, match="persona must state"):
         PromptBuilder(catalog, "rank-verbalizer", persona="  ")
+
+
+def test_holm_adjustment_by_hand() -> None:
+    # sorted 0.01, 0.03, 0.04 -> 0.03, 0.06, 0.04 -> non-decreasing 0.03, 0.06, 0.06
+    assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm_adjust([]) == []
+    with pytest.raises(RecllmError, match=r"\[0, 1\]"):
+        holm_adjust([0.2, 1.5])
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_holm_never_lowers_a_p_value_and_keeps_their_order(p: list[float]) -> None:
+    adjusted = holm_adjust(p)
+    assert all(a >= q - 1e-12 and a <= 1 for a, q in zip(adjusted, p, strict=True))
+    for i in range(len(p)):
+        for j in range(len(p)):
+            if p[i] < p[j]:
+                assert adjusted[i] <= adjusted[j] + 1e-12
+
+
+def test_largest_gap_permutation_test() -> None:
+    separated = largest_gap_p_value(np.r_[np.zeros(30), np.ones(30)], ["A"] * 30 + ["B"] * 30, rounds=999)
+    assert separated == pytest.approx(1 / 1000)  # no shuffle reaches the observed gap
+    equal = largest_gap_p_value(np.ones(60), ["A", "B", "C"] * 20, rounds=200)
+    assert equal == 1.0  # every shuffle ties the (zero) gap
+    rng = np.random.default_rng(1)
+    null = [largest_gap_p_value(rng.normal(size=90), ["A", "B", "C"] * 30, rounds=199, seed=s) for s in range(60)]
+    assert 0.02 <= np.mean(np.asarray(null) < 0.1) <= 0.25  # about 10% under the null, choice of pair included
+    with pytest.raises(RecllmError, match="two groups"):
+        largest_gap_p_value(np.ones(5), ["A"] * 5)
+
+
+def test_group_report_carries_the_permutation_p_value() -> None:
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.random(100) * 0.2, 0.5 + rng.random(100) * 0.2]
+    report = group_metric(values, ["low"] * 100 + ["high"] * 100, attribute="x")
+    assert report.p_value is not None and report.p_value < 0.01 and report.significant
+    flat = group_metric(rng.random(200), ["a", "b"] * 100, attribute="x")
+    assert flat.p_value is not None and flat.p_value > 0.05 and not flat.significant

@@ -38,21 +38,27 @@ def audit(
     config: ModelConfigOpt = None,
     mitigate: Annotated[str, typer.Option(help="Comma-separated mitigations measured beside each model: "
                                           "popularity-calibration, tail-quota.")] = "",
-    rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers audited for stated user attributes "
-                                        "(FaiRLLM) over the first model's top 20.")] = "",
+    rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers audited over the first model's top "
+                                        "20: stated user attributes (FaiRLLM), prompt paraphrases, position "
+                                        "bias, hallucination and explanation faithfulness.")] = "",
     llm: Annotated[str, typer.Option(help="LLM for --rerank: hf, hf:NAME or openai:URL.")] = "hf",
     llm_users: Annotated[int, typer.Option(help="Users whose lists the LLM re-ranks once neutrally and once per "
                                            "attribute value.")] = 50,
     attributes: Annotated[str, typer.Option(help="Comma-separated attributes stated in the prompts for --rerank: "
                                             "age, gender, occupation, country, continent, race, religion, "
                                             "physique.")] = "age,gender,occupation",
+    permutations: Annotated[int, typer.Option(help="Cyclic rotations aggregated in the position probe of --rerank "
+                                              "(0: no position probe).")] = 4,
+    explain: Annotated[bool, typer.Option(help="Check the model's explanations of each --rerank list's first "
+                                          "item.")] = True,
     out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
     verbose: VerboseOpt = False,
 ) -> None:
     """Audit retrievers on one split: NDCG and HR per user group (every attribute of the users), exposure
     (Gini, long tail, coverage), popularity bias and robustness to losing the oldest 10% of history; with
     --mitigate, each model's lists again after a popularity mitigation, with its cost in NDCG; with --rerank,
-    how much each LLM re-ranker's ranking moves when the prompt states the user's age, gender or occupation."""
+    how much each LLM re-ranker's ranking moves when the prompt states the user's age, gender or occupation or
+    is reworded, how much the shown position decides, what it makes up, and whether its explanations hold."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.eval.audit import MITIGATIONS, run_audit
@@ -75,6 +81,11 @@ def audit(
     rerankers = [r.strip() for r in rerank.split(",") if r.strip()]
     if rerankers and llm_users < 1:
         raise ConfigError(f"--llm-users must be at least 1, got {llm_users}")
+    if permutations == 1 or permutations < 0:
+        raise ConfigError(f"--permutations must be 0 (no position probe) or at least 2, got {permutations}")
+    if rerankers and (permutations or explain) and llm_users < 20:
+        raise ConfigError(f"--llm-users {llm_users}: the position probe and the explanations need at least 20 users "
+                          "(one per shown position of the top 20); use --permutations 0 --no-explain for fewer")
     stated = [a.strip() for a in attributes.split(",") if a.strip()]
     if rerankers and not stated:
         raise ConfigError("--attributes is empty: name at least one, e.g. --attributes gender")
@@ -90,7 +101,8 @@ def audit(
     with status:
         report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
                            mitigations=mitigations, rerankers=rerankers, llm=llm, llm_users=llm_users,
-                           attributes={a: FAIRLLM_VALUES[a] for a in stated},
+                           attributes={a: FAIRLLM_VALUES[a] for a in stated}, permutations=permutations,
+                           explain=explain,
                            on_model=lambda m, stage: status.update(f"{m}: {stage}"))
     table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
     for column in SUMMARY_HEADER:

@@ -4,7 +4,8 @@ Every model is fitted on the training part of one split and ranks the whole cata
 history items excluded) for the same seeded test users. Per model the audit keeps:
 
 - NDCG@k and HR@k per group of every user attribute the data has (``user_groups``), with bootstrap 95%
-  intervals and the largest gap between groups (``recllm.eval.fairness.group_metric``);
+  intervals and the largest gap between groups (``recllm.eval.fairness.group_metric``), tested by permutation
+  and Holm-adjusted over the model's attributes and both metrics;
 - exposure of the top-k lists: Gini over all catalog items, the long tail's share (items outside the most
   popular 20%), catalog coverage;
 - popularity bias: the training-popularity percentile of the item ranked first and of the top k, against
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from recllm.data.bundle import DataBundle
+from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.data.splits import Split
 from recllm.errors import RecllmError
@@ -41,15 +43,18 @@ from recllm.eval.fairness import (
     exposure_counts,
     gini,
     group_metric,
+    holm_adjust,
     kendall_tau,
     long_tail_share,
     overlap_at_k,
 )
 from recllm.eval.llm_robustness import LLMRobustnessReport, llm_robustness
+from recllm.eval.llm_trust import Faithfulness, PositionBias, faithfulness, position_bias, probe_lists
 from recllm.eval.metrics import user_metrics
 from recllm.eval.protocols import Queries, masked_scores, queries_for_test
 from recllm.eval.report import machine_info
 from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, SensitivityReport, prompt_sensitivity
+from recllm.llm.base import LLM
 from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
 from recllm.prompts.builder import PromptBuilder
@@ -166,6 +171,8 @@ class AuditReport:
     models: list[ModelAudit]
     sensitivity: list[SensitivityReport] = field(default_factory=list)
     prompt_robustness: list[LLMRobustnessReport] = field(default_factory=list)
+    position_bias: list[PositionBias] = field(default_factory=list)
+    faithfulness: list[Faithfulness] = field(default_factory=list)
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     machine: dict[str, Any] = field(default_factory=dict)
     command: str = ""
@@ -284,6 +291,7 @@ def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: User
         for metric, values in ((f"NDCG@{k}", ndcg), (f"HR@{k}", hit)):
             by_metric[metric][attribute] = group_metric(values, labels, attribute=attribute, min_users=min_group,
                                                         seed=seed)
+    _holm_within(by_metric)
     exposure = exposure_counts(lists, len(counts))
     return ModelAudit(
         name=name, ndcg=float(ndcg.mean()), hit=float(hit.mean()), groups=by_metric, gini=gini(exposure),
@@ -293,9 +301,28 @@ def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: User
         per_user={f"NDCG@{k}": ndcg.tolist(), f"HR@{k}": hit.tolist()})
 
 
+def _holm_within(by_metric: dict[str, dict[str, GroupReport]]) -> None:
+    """Holm-adjust, in place, the p-values of every gap tested for one model (each metric and attribute)."""
+    tested = [(metric, attribute) for metric, reports in by_metric.items() for attribute, r in reports.items()
+              if r.p_value is not None]
+    adjusted = holm_adjust([by_metric[m][a].p_value or 0.0 for m, a in tested])
+    for (metric, attribute), p in zip(tested, adjusted, strict=True):
+        by_metric[metric][attribute] = replace(by_metric[metric][attribute], p_adjusted=p)
+
+
+@dataclass(frozen=True)
+class _LLMLists:
+    """One loaded LLM and its catalog, a maker of the audited re-ranker on it by extra prompt options, and the
+    retriever's top ``n`` (user, history, candidates) of the first audited users."""
+
+    make: Callable[[Mapping[str, Any]], Reranker]
+    lists: list[tuple[str, list[str], ItemList]]
+    llm: LLM
+    catalog: ItemCatalog
+
+
 def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
-               bundle: DataBundle, *, users: int, options: dict[str, Any] | None, n: int
-               ) -> tuple[Callable[[Mapping[str, Any]], Reranker], list[tuple[str, list[str], ItemList]]]:
+               bundle: DataBundle, *, users: int, options: dict[str, Any] | None, n: int) -> _LLMLists:
     """A maker of re-ranker ``reranker`` on one loaded ``llm_spec`` with extra prompt options, and ``model``'s
     top ``n`` with the history of the first ``users`` audited users."""
     from recllm.pipeline import build_llm, build_reranker, llm_catalog
@@ -324,16 +351,7 @@ def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str
         top = top_k(scores[None, :], n)[0]
         lists.append((str(split.train.user_vocab.id(int(queries.users[row]))), vocab.lookup_ids(history),
                       ItemList(tuple(vocab.lookup_ids(top)), scores[top])))
-    return make, lists
-
-
-def llm_sensitivity(model: Recommender, split: Split, queries: Queries, reranker: str, llm_spec: str,
-                    bundle: DataBundle, attributes: Mapping[str, Sequence[str]], *, users: int, options:
-                    dict[str, Any] | None = None, n: int = 20, k: int = 10) -> SensitivityReport:
-    """FaiRLLM's sensitive-attribute prompting for LLM re-ranker ``reranker`` on ``llm_spec``, re-ranking
-    ``model``'s top ``n`` for the first ``users`` audited users (``recllm.eval.sensitivity``)."""
-    make, lists = _llm_lists(model, split, queries, reranker, llm_spec, bundle, users=users, options=options, n=n)
-    return prompt_sensitivity(_stating(make), lists, attributes, k=k)
+    return _LLMLists(make, lists, llm, catalog)
 
 
 def _stating(make: Callable[[Mapping[str, Any]], Reranker]) -> Callable[[str | None], Reranker]:
@@ -345,14 +363,65 @@ PARAPHRASED_RERANKERS = {"likelihood": "rank-likelihood", "verbalizer": "rank-ve
 """The built-in re-rankers whose prompts have paraphrases, and their template task."""
 
 
+@dataclass
+class LLMAudit:
+    """What the audit measured for one LLM re-ranker over the first model's top 20."""
+
+    sensitivity: SensitivityReport
+    prompt_robustness: LLMRobustnessReport | None
+    position: PositionBias | None
+    faithfulness: Faithfulness | None
+
+
+def audit_llm_reranker(model: Recommender, split: Split, queries: Queries, reranker: str, llm: str,
+                       bundle: DataBundle, *, users: int, attributes: Mapping[str, Sequence[str]],
+                       options: dict[str, Any] | None = None, k: int = 10, seed: int = 0, permutations: int = 4,
+                       explain: bool = True, on_stage: Callable[[str], None] | None = None) -> LLMAudit:
+    """Every LLM part of the audit for re-ranker ``reranker`` on ``llm`` over ``model``'s top 20 of the first
+    ``users`` audited users, with one model load: FaiRLLM's stated attributes, prompt robustness (re-rankers
+    with paraphrased templates), the position probe with and without ``permutations``-fold aggregation
+    (``permutations`` < 2: no probe) and, with ``explain``, the faithfulness of its first items' explanations."""
+    stage = on_stage or (lambda _: None)
+    loaded = _llm_lists(model, split, queries, reranker, llm, bundle, users=users, options=options, n=20)
+    stage("attribute prompts")
+    sensitivity = prompt_sensitivity(_stating(loaded.make), loaded.lists, attributes, k=k)
+    robustness = None
+    if reranker in PARAPHRASED_RERANKERS:
+        stage("paraphrases and shuffled history")
+        robustness = llm_robustness(loaded.make, PARAPHRASED_RERANKERS[reranker], loaded.lists, k=k, seed=seed)
+    position = trust = None
+    if permutations >= 2 or explain:
+        vocab = split.train.item_vocab
+        targets = [vocab.id(int(queries.targets[row][0])) for row in range(len(loaded.lists))]
+        probes = probe_lists(loaded.lists, targets, n=20, seed=seed)
+        ranker = loaded.make({})
+        stage("position probe")
+        if permutations >= 2:
+            position, results = position_bias(ranker, probes, targets, k=k, permutations=permutations, seed=seed)
+        else:
+            results = [ranker.rerank(history, shown, user=user) for user, history, shown, _ in probes]
+        if explain:
+            stage("explanations")
+            trust = faithfulness(ranker.name, results, [history for _, history, _, _ in probes], loaded.llm,
+                                 loaded.catalog)
+    return LLMAudit(sensitivity, robustness, position, trust)
+
+
+def _reporting(on_model: Callable[[str, str], None] | None, name: str) -> Callable[[str], None] | None:
+    """``on_model`` bound to one re-ranker's name, for its stages."""
+    return None if on_model is None else lambda stage: on_model(name, stage)
+
+
 def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params: dict[str, dict[str, Any]] | None
               = None, users: int | None = None, k: int = 10, seed: int = 0, split_name: str = "leave-one-out",
               mitigations: Sequence[str] = (), rerankers: Sequence[str] = (), llm: str = "hf",
               llm_users: int = 50, attributes: Mapping[str, Sequence[str]] | None = None,
+              permutations: int = 4, explain: bool = True,
               on_model: Callable[[str, str], None] | None = None) -> AuditReport:
     """Fit each named retriever on ``split.train`` and audit it on the same seeded test users; with
-    ``rerankers``, each LLM re-ranker's sensitivity to stated user attributes over the first model's top 20
-    for the first ``llm_users`` of those users (FaiRLLM's attributes that MovieLens has, by default)."""
+    ``rerankers``, each LLM re-ranker over the first model's top 20 for the first ``llm_users`` of those users
+    (``audit_llm_reranker``: stated attributes, FaiRLLM's that MovieLens has by default; prompt robustness;
+    position bias with ``permutations``-fold aggregation; faithfulness of explanations with ``explain``)."""
     if not models:
         raise RecllmError("the audit needs at least one model")
     queries = select_users(queries_for_test(split), users, seed)
@@ -371,20 +440,18 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
             on_model(name, "audit")
         audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations))
         first = first or model
-    sensitivity, prompt_robustness = [], []
+    llm_audits = []
     for reranker in rerankers:
-        if on_model:
-            on_model(reranker, "attribute prompts")
         assert first is not None
-        chosen = attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}
-        make, lists = _llm_lists(first, split, queries, reranker, llm, bundle, users=llm_users,
-                                 options=(params or {}).get(reranker), n=20)  # one model load for both
-        sensitivity.append(prompt_sensitivity(_stating(make), lists, chosen, k=k))
-        if reranker in PARAPHRASED_RERANKERS:  # prompt robustness on the same lists
-            if on_model:
-                on_model(reranker, "paraphrases and shuffled history")
-            prompt_robustness.append(llm_robustness(make, PARAPHRASED_RERANKERS[reranker], lists, k=k, seed=seed))
+        llm_audits.append(audit_llm_reranker(
+            first, split, queries, reranker, llm, bundle, users=llm_users,
+            attributes=attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES},
+            options=(params or {}).get(reranker), k=k, seed=seed, permutations=permutations, explain=explain,
+            on_stage=_reporting(on_model, reranker)))
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
-                       groups_skipped=groups.skipped, models=audits, sensitivity=sensitivity,
-                       prompt_robustness=prompt_robustness, machine=machine_info())
+                       groups_skipped=groups.skipped, models=audits,
+                       sensitivity=[a.sensitivity for a in llm_audits],
+                       prompt_robustness=[a.prompt_robustness for a in llm_audits if a.prompt_robustness],
+                       position_bias=[a.position for a in llm_audits if a.position],
+                       faithfulness=[a.faithfulness for a in llm_audits if a.faithfulness], machine=machine_info())

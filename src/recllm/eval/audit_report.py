@@ -14,6 +14,7 @@ import numpy as np
 from recllm.eval.audit import AuditReport, ModelAudit
 from recllm.eval.fairness import GroupReport
 from recllm.eval.llm_robustness import robustness_rows
+from recllm.eval.llm_trust import Faithfulness, PositionBias
 from recllm.eval.sensitivity import sensitivity_rows
 
 ROBUSTNESS_HEADER = ["condition", "Kendall's tau with the reference", "overlap@{k}", "users"]
@@ -23,9 +24,11 @@ SENSITIVITY_HEADER = ["attribute", "measure", "lowest mean similarity (value)", 
 def _gap(report: GroupReport | None) -> str:
     if report is None or report.gap is None:
         return "-"
-    flag = " **(interval excludes 0)**" if report.gap_excludes_zero else ""
+    p = report.p_adjusted if report.p_adjusted is not None else report.p_value
+    test = "" if p is None else f", p = {p:.3f}" + ("" if report.p_adjusted is None else " Holm")
+    flag = " **(significant)**" if report.significant else ""
     return (f"{report.gap:.4f} [{report.gap_low:.4f}, {report.gap_high:.4f}] {report.best} over "
-            f"{report.worst}{flag}")
+            f"{report.worst}{test}{flag}")
 
 
 def _largest(model: ModelAudit, metric: str) -> tuple[str, GroupReport] | None:
@@ -49,17 +52,64 @@ def summary_rows(report: AuditReport) -> list[list[str]]:
     return rows
 
 
-SUMMARY_HEADER = ["model", "NDCG@{k}", "HR@{k}", "largest NDCG@{k} gap between groups (95%)", "exposure Gini",
+SUMMARY_HEADER = ["model", "NDCG@{k}", "HR@{k}", "largest NDCG@{k} gap between groups (95%, Holm p)", "exposure Gini",
                   "long-tail share", "coverage", "top-1 popularity pct", "top-{k} popularity pct",
                   "targets' popularity pct", "overlap@{k}, oldest 10% removed", "Kendall tau, oldest 10% removed"]
+
+
+def position_rows(bias: PositionBias) -> list[list[str]]:
+    """One row per order (one shown order, aggregated): NDCG@k per bucket of shown positions, mean, spread."""
+    rows = []
+    for label, means, mean, spread, (low, high) in (
+            ("one shown order", bias.single, bias.mean_single, bias.spread_single, bias.spread_single_interval),
+            (f"{bias.permutations} cyclic rotations, Borda", bias.aggregated, bias.mean_aggregated,
+             bias.spread_aggregated, bias.spread_aggregated_interval)):
+        rows.append([label, *(f"{m:.3f}" for m in means), f"{mean:.3f}",
+                     f"{spread:.1%} [{low:.1%}, {high:.1%}]"])
+    return rows
+
+
+def position_header(bias: PositionBias) -> list[str]:
+    return ["order", *(f"positions {b} ({n})" for b, n in zip(bias.buckets, bias.counts, strict=True)),
+            f"NDCG@{bias.k}", "spread (max - min) / mean [95%]"]
+
+
+POSITION_NOTE = ("Each user's held-out target among the retriever's other top items, shuffled, put at a shown position "
+                 "balanced over users (users per bucket in brackets); every candidate has the same retriever score. "
+                 "0% spread: the shown position does not matter.")
+
+FAITHFULNESS_HEADER = ["re-ranker", "lists", "raw hallucination rate", "grounded hallucination rate",
+                       "format error rate", "explanations checked", "every checkable claim true",
+                       "violations per explanation", "mistakes by kind"]
+
+
+def faithfulness_rows(items: list[Faithfulness]) -> list[list[str]]:
+    """One row per re-ranker: what it made up in ranking, and how true the explanations of its first items are."""
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    return [[f.reranker, str(f.users), pct(f.diagnostics.get("hallucination_rate")),
+             pct(f.diagnostics.get("grounded_hallucination_rate")), pct(f.diagnostics.get("format_error_rate")),
+             str(f.explained), pct(f.true_share), f"{f.violations_per_explanation:.2f}",
+             "; ".join(f"{kind} {n}" for kind, n in f.violation_kinds.items()) or "none"] for f in items]
+
+
+FAITHFULNESS_NOTE = ("Over the position probe's lists (one shown order): hallucinations are references to items "
+                     "outside the candidates in the model's raw output, and in the list handed on (grounded, "
+                     "always 0). The item each list puts first is explained by the same model with the `explain` "
+                     "prompt and checked against the catalog (titles within the history, years, genres, numbers, "
+                     "a reason tied to the user); a text that fails is replaced by the grounded template in the "
+                     "product.")
 
 
 def _setup(report: AuditReport) -> str:
     return (f"{report.dataset}, split `{report.split}`, protocol `{report.protocol}` (every unseen item ranked), "
             f"{report.users} seeded test users (seed {report.seed}), k = {report.k}. Group intervals: bootstrap "
             "95% over users; a gap compares the best and worst group of at least 20 users, chosen on the point "
-            "estimates (a flag to look closer, not a corrected test). Long tail: items outside the 20% with the "
-            "most training interactions. Popularity: training-interaction percentile (100: most popular). "
+            "estimates; its p-value is a permutation test of the largest gap (so the choice is part of the "
+            "test), Holm-adjusted over the model's attributes and metrics, significant below 0.05. Long tail: "
+            "items outside the 20% with the most training interactions. Popularity: training-interaction "
+            "percentile (100: most popular). "
             "Robustness: each user scored from the history alone, with and without its oldest 10% (at least "
             f"one item). {report.date}.")
 
@@ -98,6 +148,12 @@ def audit_markdown(report: AuditReport) -> str:
     for robust in report.prompt_robustness:
         lines += ["", f"## Prompt robustness: {robust.reranker}, top {robust.k}, {robust.users} users", "",
                   *_markdown_table([h.format(k=robust.k) for h in ROBUSTNESS_HEADER], robustness_rows(robust))]
+    for bias in report.position_bias:
+        lines += ["", f"## Position bias: {bias.reranker}, {bias.users} users", "", POSITION_NOTE, "",
+                  *_markdown_table(position_header(bias), position_rows(bias))]
+    if report.faithfulness:
+        lines += ["", "## Faithfulness and hallucination", "", FAITHFULNESS_NOTE, "",
+                  *_markdown_table(FAITHFULNESS_HEADER, faithfulness_rows(report.faithfulness))]
     if report.groups_skipped:
         lines += ["", "User attributes not used as groups: "
                   + "; ".join(f"{a} ({why})" for a, why in report.groups_skipped.items()) + "."]
@@ -161,6 +217,19 @@ def _plots(report: AuditReport) -> list[tuple[str, str]]:
     ax.legend(fontsize="small")
     out.append(("Popularity bias", _png(fig)))
     plt.close(fig)
+    for bias in report.position_bias:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        x = np.arange(len(bias.buckets))
+        ax.bar(x - 0.2, bias.single, 0.4, label=f"one shown order (spread {bias.spread_single:.0%})")
+        ax.bar(x + 0.2, bias.aggregated, 0.4,
+               label=f"{bias.permutations} rotations, Borda (spread {bias.spread_aggregated:.0%})")
+        ax.set_xticks(x, [f"{b}" for b in bias.buckets])
+        ax.set_xlabel("shown position of the target")
+        ax.set_ylabel(f"NDCG@{bias.k}")
+        ax.set_title(f"Position bias of {bias.reranker}")
+        ax.legend(fontsize="small")
+        out.append((f"Position bias of {bias.reranker}", _png(fig)))
+        plt.close(fig)
     return out
 
 
@@ -191,6 +260,16 @@ def audit_html(report: AuditReport) -> str:
                   "<p>Agreement of the ranking with the one from the configured prompt when the instructions are "
                   "reworded (two paraphrases) and when the history is shown in a shuffled order.</p>",
                   _html_table([h.format(k=robust.k) for h in ROBUSTNESS_HEADER], robustness_rows(robust))]
+    for bias in report.position_bias:
+        parts += [f"<h2>Position bias: {html.escape(bias.reranker)}, {bias.users} users</h2>",
+                  f"<p>{html.escape(POSITION_NOTE)}</p>", _html_table(position_header(bias), position_rows(bias))]
+    if report.faithfulness:
+        parts += ["<h2>Faithfulness and hallucination</h2>", f"<p>{html.escape(FAITHFULNESS_NOTE)}</p>",
+                  _html_table(FAITHFULNESS_HEADER, faithfulness_rows(report.faithfulness))]
+        for f in report.faithfulness:
+            for example in f.examples:
+                parts.append(f"<blockquote><p>{html.escape(example['generated'].strip())}</p><p><em>Failed the "
+                             f"check: {html.escape('; '.join(example['violations']))}</em></p></blockquote>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
              "td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td:first-child{text-align:left}"

@@ -174,8 +174,11 @@ class GroupReport:
     """A per-user metric by the groups of one attribute, and the largest gap between two groups.
 
     ``gap`` is the best group's mean minus the worst's among groups of at least ``min_users`` users, with a
-    bootstrap 95% interval (users resampled within each of the two groups); the pair is chosen on the point
-    estimates, so an interval that excludes zero is a flag to look closer, not a test corrected for choosing.
+    bootstrap 95% interval (users resampled within each of the two groups). The pair is chosen on the point
+    estimates, so the interval alone overstates the evidence; ``p_value`` corrects for that choice: a
+    permutation test whose statistic is the largest gap itself (group labels shuffled among the compared
+    users, the largest gap taken again each time). ``p_adjusted`` is the Holm-adjusted p-value over every gap
+    tested for the same model (``holm_adjust``), filled in by the caller that knows that family.
     """
 
     attribute: str
@@ -187,11 +190,19 @@ class GroupReport:
     gap_high: float | None
     min_users: int
     skipped: list[str] = field(default_factory=list)
+    p_value: float | None = None
+    p_adjusted: float | None = None
 
     @property
     def gap_excludes_zero(self) -> bool:
         """Whether the gap's interval lies entirely above zero."""
         return self.gap_low is not None and self.gap_low > 0
+
+    @property
+    def significant(self) -> bool:
+        """Whether the gap is significant at 5% after the Holm adjustment (the raw p-value when unadjusted)."""
+        p = self.p_adjusted if self.p_adjusted is not None else self.p_value
+        return p is not None and p < 0.05
 
 
 def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, rounds: int) -> np.ndarray:
@@ -230,5 +241,55 @@ def group_metric(values: np.ndarray, groups: Sequence[object], *, attribute: str
     worst = min(compared, key=lambda s: s.mean)
     diffs = samples[best.group] - samples[worst.group]
     low, high = np.quantile(diffs, [0.025, 0.975])
+    compared_mask = np.isin(labels, list(samples))
+    p_value = largest_gap_p_value(values[compared_mask], labels[compared_mask], rounds=rounds, seed=seed)
     return GroupReport(attribute, stats, best.group, worst.group, best.mean - worst.mean, float(low), float(high),
-                       min_users, skipped)
+                       min_users, skipped, p_value=p_value)
+
+
+def _largest_gaps(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """The largest minus the smallest group mean for each row of ``codes`` (rows: label assignments)."""
+    rows = codes.shape[0]
+    flat = codes + n_groups * np.arange(rows)[:, None]
+    sums = np.bincount(flat.ravel(), weights=np.tile(values, rows), minlength=rows * n_groups)
+    sizes = np.bincount(flat.ravel(), minlength=rows * n_groups)
+    means = (sums / sizes).reshape(rows, n_groups)
+    return means.max(axis=1) - means.min(axis=1)
+
+
+def largest_gap_p_value(values: np.ndarray, labels: Sequence[object] | np.ndarray, *, rounds: int = 2000, seed: int = 0,
+                        chunk: int = 250) -> float:
+    """Permutation p-value of the largest gap between group means (max minus min over the groups of
+    ``labels``): how often shuffled labels give a largest gap at least as big, ``(1 + hits) / (1 + rounds)``.
+
+    The statistic is the maximum over all pairs, so choosing the best and worst group is part of the test.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    _, codes = np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    if n_groups < 2:
+        raise RecllmError(f"a gap needs at least two groups, got {n_groups}")
+    observed = _largest_gaps(values, codes[None, :], n_groups)[0]
+    rng = np.random.default_rng(seed)
+    hits, done = 0, 0
+    while done < rounds:
+        size = min(chunk, rounds - done)
+        shuffled = rng.permuted(np.tile(codes, (size, 1)), axis=1)
+        hits += int((_largest_gaps(values, shuffled, n_groups) >= observed - 1e-12).sum())
+        done += size
+    return (1 + hits) / (1 + rounds)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (same order as given): the i-th smallest is
+    multiplied by (m - i), made non-decreasing along the sorted order and capped at 1. It controls the
+    family-wise error rate under any dependence between the tests."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if ((p < 0) | (p > 1) | np.isnan(p)).any():
+        raise RecllmError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m)))) if m else p
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()

@@ -57,6 +57,19 @@ def _sentences(text: str, limit: int = 3) -> str:
     return " ".join(parts[:limit])
 
 
+VIOLATION_KINDS = (("cites", "cites an item outside the history"), ("gives no reason", "no reason tied to the user"),
+                   ("gives", "a wrong year for a title"), ("names", "a title not in the catalog"),
+                   ("says", "a genre or year the items lack"), ("states the number", "an unsupported number"),
+                   ("states '", "a span of time in words"), ("does not name", "does not name the item"),
+                   ("claims", "a claim the catalog cannot check"), ("empty", "empty answer"))
+"""(prefix of a checker violation, what kind of mistake it is), first match wins."""
+
+
+def violation_kind(violation: str) -> str:
+    """The kind of an ``ExplanationChecker`` violation, for counting mistakes by kind ("other" if unknown)."""
+    return next((label for prefix, label in VIOLATION_KINDS if violation.startswith(prefix)), "other")
+
+
 class ExplanationChecker:
     """Checks an explanation against the catalog: titles within ``history ∪ {item}`` (a title that several
     catalog entries share counts as the one the user may see cited), a year written with a title must be that
