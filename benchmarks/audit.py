@@ -7,11 +7,12 @@ and the two popularity mitigations with their cost in NDCG.
 Leave-one-out split, ``full`` protocol, every test user (``--users 0``) or a seeded sample. The models are the
 benchmark configs' (benchmarks/configs/DATASET.toml), fitted on the training part and kept under
 benchmarks/.models/ (``llm_rerank.fitted``), so a rerun does not refit SASRec. Mitigations (popularity
-calibration at weight 0.5 and a 30% long-tail quota, each re-ordering the model's top 100) are measured for
-EASE and SASRec. ``--rerank verbalizer`` adds the LLM part of the audit for that re-ranker over SASRec's top 20
-for the first ``--llm-users`` audited users (bfloat16, as in the issue-14 table; ``recllm.eval.audit.
-audit_llm_reranker``): FaiRLLM's stated attributes, prompt paraphrases and shuffled history, the position probe
-with ``--permutations`` cyclic rotations, hallucination and the faithfulness of explanations. Writes
+calibration at weight 0.5, a 30% long-tail quota and the popularity penalty at the weight chosen on validation
+users, each re-ordering the model's top 100) are measured for EASE and SASRec. ``--rerank verbalizer`` adds the
+LLM part of the audit for that re-ranker over SASRec's top 20 for the first ``--llm-users`` audited users
+(bfloat16, as in the issue-14 table; ``recllm.eval.audit.audit_llm_reranker``): FaiRLLM's stated attributes,
+prompt paraphrases and shuffled history, the position probe with ``--permutations`` cyclic rotations,
+hallucination and the faithfulness of explanations. Writes
 benchmarks/results/audit-DATASET.json, the HTML page beside it, and the section of docs/benchmarks.md (one
 table per audited dataset).
 """
@@ -30,7 +31,14 @@ import _script
 from _docs import machine_text, write_section
 from llm_rerank import fitted
 from recllm.data import load_dataset
-from recllm.eval.audit import AuditReport, audit_llm_reranker, audit_model, popularity_percentiles, user_groups
+from recllm.eval.audit import (
+    AuditReport,
+    audit_llm_reranker,
+    audit_model,
+    choose_penalty_weight,
+    popularity_percentiles,
+    user_groups,
+)
 from recllm.eval.audit_report import (
     FAITHFULNESS_HEADER,
     FAITHFULNESS_NOTE,
@@ -71,11 +79,17 @@ def run(args: argparse.Namespace, command: str) -> None:
     groups = user_groups(bundle.dataset.user_attributes, ids)
     counts = np.bincount(split.train.items, minlength=split.train.n_items)
     audits = []
+    penalty_choices: dict[str, dict] = {}
     started = time.perf_counter()
     for name in args.models.split(","):
         model, _ = fitted(name, bundle, split)
-        mitigations = ("popularity-calibration", "tail-quota") if name in MITIGATED else ()
-        audits.extend(audit_model(name, model, queries, groups, counts, mitigations=mitigations))
+        mitigations = ("popularity-calibration", "tail-quota", "popularity-penalty") if name in MITIGATED else ()
+        weight = None
+        if mitigations:
+            weight, by_weight = choose_penalty_weight(model, split, counts)
+            penalty_choices[name] = {"weight": weight, "validation_top1_popularity": by_weight}
+        audits.extend(audit_model(name, model, queries, groups, counts, mitigations=mitigations,
+                                  penalty_weight=weight))
     llm_audits = []
     for reranker in filter(None, args.rerank.split(",")):
         sasrec, _ = fitted("sasrec", bundle, split)
@@ -97,6 +111,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     payload = report.to_dict()
     payload["seconds"] = time.perf_counter() - started
     payload["llm"] = args.llm
+    payload["penalty_choices"] = penalty_choices
     _result(args.dataset).write_text(json.dumps(payload, indent=1, default=float))
 
 
@@ -142,8 +157,11 @@ def docs(_: argparse.Namespace) -> None:
              "tail: items outside the 20% with the most training interactions. Popularity: percentile of "
              "training interactions (100: most popular). Robustness: users scored from the history alone, with "
              "and without its oldest 10%. Mitigations re-order the model's top 100: `popularity-calibration` "
-             "(Steck's calibrated selection over head/mid/tail bins, weight 0.5) and `tail-quota` (every prefix "
-             "at least 30% long-tail items)."]
+             "(Steck's calibrated selection over head/mid/tail bins, weight 0.5), `tail-quota` (every prefix "
+             "at least 30% long-tail items) and `popularity-penalty` ((1 - w) x relevance - w x popularity "
+             "percentile, the weight w in brackets chosen on 1,000 seeded validation users, whose targets are "
+             "their validation items, so that the first item is as popular as the next item users pick; no test "
+             "user is involved)."]
     for dataset in DATASETS:
         if not _result(dataset).exists():
             continue

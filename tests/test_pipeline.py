@@ -53,6 +53,13 @@ def test_a_switched_on_mitigation_reorders_the_final_list(ml100k: DataBundle, tm
                                                                                  weight=0.9)), data=ml100k).fit()
     lists = [calibrated.recommend(u, k=10).items for u in ("196", "22", "305")]
     assert lists != [plain.recommend(u, k=10).items for u in ("196", "22", "305")]
+    penalised = Pipeline.from_config(PipelineConfig(mitigation=MitigationConfig(name="popularity-penalty",
+                                                                                weight=0.6)), data=ml100k).fit()
+    for user in ("196", "22", "305"):
+        after = penalised.recommend(user, k=10).items
+        assert set(after) <= set(plain.recommend(user, k=100).items)
+        assert np.mean([penalised.bins.percentile(i) for i in after]) < np.mean(
+            [penalised.bins.percentile(i) for i in plain.recommend(user, k=10).items])
     config = tmp_path / "p.toml"
     config.write_text('[pipeline]\nmitigation = {name = "tail-quota", pool = 50}\n')
     assert PipelineConfig.from_toml(config).mitigation == MitigationConfig(name="tail-quota", pool=50)

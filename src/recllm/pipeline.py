@@ -38,7 +38,7 @@ from recllm.models.text import ItemEmbeddings, ReadsItemText
 from recllm.prompts.naming import catalog_for_llm
 from recllm.rerank.base import Reranker
 from recllm.rerank.factory import reranker_needs_llm
-from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
+from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
 
 
 class RetrieverConfig(pydantic.BaseModel):
@@ -62,12 +62,15 @@ class RerankerConfig(pydantic.BaseModel):
 
 class MitigationConfig(pydantic.BaseModel):
     """A popularity mitigation of the final list (``recllm.rerank.mitigation``): ``popularity-calibration``
-    (Steck's calibration over head/mid/tail bins, ``weight`` of the calibration term) or ``tail-quota`` (every
-    prefix at least ``share`` long-tail items). It re-orders the re-ranked candidates, or without a re-ranker
-    the retriever's top ``pool``; ``recllm audit --mitigate`` measures the cost of each in NDCG."""
+    (Steck's calibration over head/mid/tail bins, ``weight`` of the calibration term), ``tail-quota`` (every
+    prefix at least ``share`` long-tail items) or ``popularity-penalty`` (``weight`` of the items' popularity
+    percentile against relevance; ``recllm audit --mitigate popularity-penalty`` reports the weight that
+    matches the first items' popularity to users' next items on validation users). It re-orders the re-ranked
+    candidates, or without a re-ranker the retriever's top ``pool``; ``recllm audit --mitigate`` measures the
+    cost of each in NDCG."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    name: Literal["popularity-calibration", "tail-quota"]
+    name: Literal["popularity-calibration", "tail-quota", "popularity-penalty"]
     pool: int = pydantic.Field(default=100, ge=2, le=1000)
     weight: float = pydantic.Field(default=0.5, ge=0.0, le=1.0)
     share: float = pydantic.Field(default=0.3, ge=0.0, le=1.0)
@@ -322,6 +325,8 @@ class Pipeline:
             raise RecllmError("the pipeline's mitigation needs item popularity: fit the pipeline first")
         if mitigation.name == "popularity-calibration":
             return calibrate_popularity(ranked, history, self.bins, k=k, weight=mitigation.weight)
+        if mitigation.name == "popularity-penalty":
+            return popularity_penalty(ranked, self.bins, k=k, weight=mitigation.weight)
         return tail_quota(ranked, self.bins, k=k, share=mitigation.share)
 
     def _history_ids(self, user: str | int | None, history: list[str] | None) -> list[str]:

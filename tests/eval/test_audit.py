@@ -51,15 +51,16 @@ def test_popularity_percentiles_and_lorenz_curve() -> None:
 def report(ml100k: DataBundle) -> AuditReport:
     split = make_split(ml100k)
     return run_audit(ml100k, split, ["pop", "ease"], users=300, params={"ease": {"l2": 200.0}},
-                     mitigations=["popularity-calibration", "tail-quota"])
+                     mitigations=["popularity-calibration", "tail-quota", "popularity-penalty"])
 
 
 def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: DataBundle) -> None:
     assert report.users == 300
-    assert [m.name for m in report.models] == [
-        "pop", "pop + popularity-calibration", "pop + tail-quota",
-        "ease", "ease + popularity-calibration", "ease + tail-quota"]
-    pop, _, pop_quota, ease, ease_calibrated, ease_quota = report.models
+    names = [m.name for m in report.models]
+    assert names[:3] == ["pop", "pop + popularity-calibration", "pop + tail-quota"]
+    assert names[4:7] == ["ease", "ease + popularity-calibration", "ease + tail-quota"]
+    assert names[3].startswith("pop + popularity-penalty (") and names[7].startswith("ease + popularity-penalty (")
+    pop, _, pop_quota, _, ease, ease_calibrated, ease_quota, ease_penalised = report.models
     assert set(pop.groups["NDCG@10"]) == {"age", "gender", "occupation"}
     assert "zip_code" in report.groups_skipped
     # each group's mean is the mean of its users' NDCG, the gap the best minus the worst compared group
@@ -99,12 +100,32 @@ def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: Dat
     # calibration moves the first item towards the users' own popularity mix, at a cost in NDCG
     assert ease_calibrated.top1_popularity < ease.top1_popularity and ease_calibrated.ndcg <= ease.ndcg + 0.02
     assert ease_calibrated.robustness is None
+    # the penalty at its validation-chosen weight brings the first item's popularity nearer the targets'
+    assert abs(ease_penalised.top1_popularity - report.targets_popularity) < abs(
+        ease.top1_popularity - report.targets_popularity)
+
+
+def test_the_penalty_weight_is_chosen_on_validation_users_only(ml100k: DataBundle) -> None:
+    from dataclasses import replace
+
+    from recllm.eval.audit import PENALTY_GRID, choose_penalty_weight
+    from recllm.pipeline import build_retriever
+
+    split = make_split(ml100k)
+    model = build_retriever("ease", ml100k, {"l2": 200.0}).fit(split.train)
+    counts = np.bincount(split.train.items, minlength=split.train.n_items)
+    weight, by_weight = choose_penalty_weight(model, split, counts, users=200)
+    targets = by_weight["targets"]
+    assert weight in PENALTY_GRID and by_weight["0.0"] > targets  # unpenalised first items are more popular
+    assert abs(by_weight[str(weight)] - targets) == min(abs(by_weight[str(w)] - targets) for w in PENALTY_GRID)
+    # the test part is never read: swapping it for anything else changes nothing
+    assert choose_penalty_weight(model, replace(split, test=split.valid), counts, users=200) == (weight, by_weight)
 
 
 def test_report_forms_and_the_page_in_chromium(report: AuditReport, tmp_path: Path) -> None:
     json_path, md_path, html_path = write_audit(report, tmp_path, "audit")
     data = json.loads(json_path.read_text())
-    assert data["models"][3]["name"] == "ease" and len(data["models"][3]["per_user"]["NDCG@10"]) == 300
+    assert data["models"][4]["name"] == "ease" and len(data["models"][4]["per_user"]["NDCG@10"]) == 300
     markdown = md_path.read_text()
     assert markdown == audit_markdown(report)
     assert "## NDCG@10 by gender" in markdown and "| pop |" in markdown and "zip_code" in markdown

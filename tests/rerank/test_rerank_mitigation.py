@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from recllm.data import ItemList
 from recllm.errors import ConfigError
-from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
+from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
 
 # ten items: h0, h1 are head (top 20%), m0..m2 mid (next 30%), t0..t4 tail
 COUNTS = {"h0": 100, "h1": 90, "m0": 50, "m1": 40, "m2": 30, "t0": 5, "t1": 4, "t2": 3, "t3": 2, "t4": 1}
@@ -53,6 +53,22 @@ def test_calibration_follows_the_history_mix() -> None:
         calibrate_popularity(ranked, [], BINS, k=3, weight=2.0)
 
 
+def test_popularity_penalty_by_hand() -> None:
+    # percentiles of the 10 items by count: h0 100, h1 88.9, m0 77.8, t0 44.4, t4 0 (ranks 0..9 over 9)
+    assert [round(BINS.percentile(i), 1) for i in ("h0", "h1", "m0", "t0", "t4")] == [100.0, 88.9, 77.8, 44.4, 0.0]
+    assert BINS.percentile("brand-new") == 0.0
+    ranked = ItemList(("h0", "m0", "t0"), np.array([1.0, 0.5, 0.0]))  # relevance 1, 0.5, 0
+    assert popularity_penalty(ranked, BINS, k=3, weight=0.0).items == ("h0", "m0", "t0")
+    # weight 0.5: h0 0.5 - 0.5, m0 0.25 - 0.389, t0 0 - 0.222 -> t0 (-0.222), m0 (-0.139)... by value
+    values = {i: 0.5 * r - 0.5 * BINS.percentile(i) / 100 for i, r in zip(("h0", "m0", "t0"), (1.0, 0.5, 0.0),
+                                                                         strict=True)}
+    assert popularity_penalty(ranked, BINS, k=3, weight=0.5).items == tuple(sorted(values, key=lambda i: -values[i]))
+    assert popularity_penalty(ranked, BINS, k=3, weight=1.0).items == ("t0", "m0", "h0")  # least popular first
+    assert popularity_penalty(ranked, BINS, k=2, weight=0.5).scores.tolist() == [2.0, 1.0]
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        popularity_penalty(ranked, BINS, k=3, weight=-0.1)
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.permutations(list(COUNTS)), st.integers(1, 10), st.floats(0, 1), st.floats(0, 1),
        st.lists(st.sampled_from(list(COUNTS)), max_size=6))
@@ -61,7 +77,8 @@ def test_mitigations_return_k_distinct_candidates(order: list[str], k: int, shar
     ranked = _list(order)
     quota = tail_quota(ranked, BINS, k=k, share=share)
     calibrated = calibrate_popularity(ranked, history, BINS, k=k, weight=weight)
-    for out in (quota, calibrated):
+    penalised = popularity_penalty(ranked, BINS, k=k, weight=weight)
+    for out in (quota, calibrated, penalised):
         assert len(out.items) == k and len(set(out.items)) == k and set(out.items) <= set(order)
     tails = [BINS.of(i) > 0 for i in quota.items]
     available = sum(BINS.of(i) > 0 for i in order)

@@ -37,7 +37,8 @@ def audit(
     param: ParamOpt = None,
     config: ModelConfigOpt = None,
     mitigate: Annotated[str, typer.Option(help="Comma-separated mitigations measured beside each model: "
-                                          "popularity-calibration, tail-quota.")] = "",
+                                          "popularity-calibration, tail-quota, popularity-penalty (its weight chosen "
+                                          "on validation users).")] = "",
     rerank: Annotated[str, typer.Option(help="Comma-separated LLM re-rankers audited over the first model's top "
                                         "20: stated user attributes (FaiRLLM), prompt paraphrases, position "
                                         "bias, hallucination and explanation faithfulness.")] = "",

@@ -15,8 +15,9 @@ history items excluded) for the same seeded test users. Per model the audit keep
   two top-k lists and Kendall's tau of the two score vectors over the union of both lists.
 
 With ``mitigations``, every model's top ``POOL`` items are re-ordered into a new top k by each mitigation of
-``recllm.rerank.mitigation`` (popularity calibration at weight 0.5, a 30% long-tail quota) and audited again
-as rows "MODEL + MITIGATION", so each mitigation's cost in NDCG stands beside its effect.
+``recllm.rerank.mitigation`` (popularity calibration at weight 0.5, a 30% long-tail quota, a popularity penalty
+at the weight ``choose_penalty_weight`` picks on validation users) and audited again as rows
+"MODEL + MITIGATION", so each mitigation's cost in NDCG stands beside its effect.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from recllm.eval.fairness import (
 from recllm.eval.llm_robustness import LLMRobustnessReport, llm_robustness
 from recllm.eval.llm_trust import Faithfulness, PositionBias, faithfulness, position_bias, probe_lists
 from recllm.eval.metrics import user_metrics
-from recllm.eval.protocols import Queries, masked_scores, queries_for_test
+from recllm.eval.protocols import Queries, masked_scores, queries_for_test, queries_for_validation
 from recllm.eval.report import machine_info
 from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, SensitivityReport, prompt_sensitivity
 from recllm.llm.base import LLM
@@ -61,7 +62,7 @@ from recllm.prompts.builder import PromptBuilder
 from recllm.prompts.templates import Template
 from recllm.ranking import pessimistic_ranks, top_k
 from recllm.rerank.base import Reranker
-from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, tail_quota
+from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ AGE_BRACKETS = ((18, "Under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (
 MAX_GROUPS = 30
 """A text attribute with more distinct values than this (a zip code, an id) is not a grouping."""
 TAIL_HEAD = 0.2
-MITIGATIONS = ("popularity-calibration", "tail-quota")
+MITIGATIONS = ("popularity-calibration", "tail-quota", "popularity-penalty")
 """Re-orderings of a model's list the audit can measure (``recllm.rerank.mitigation``)."""
 POOL = 100
 """Candidates (a model's top items) a mitigation re-orders into the top k."""
@@ -225,12 +226,17 @@ def _robustness(model: Recommender, queries: Queries, k: int, batch_size: int) -
     return Robustness(float(np.mean(overlaps)), float(np.mean(taus)), len(overlaps))
 
 
-def _mitigated(name: str, candidates: ItemList, history: np.ndarray, bins: PopularityBins, k: int) -> list[int]:
+def _mitigated(name: str, candidates: ItemList, history: np.ndarray, bins: PopularityBins, k: int,
+               penalty_weight: float | None = None) -> list[int]:
     """The top ``k`` item indices after mitigation ``name`` of one user's candidates (ids are indices)."""
     if name == "popularity-calibration":
         out = calibrate_popularity(candidates, [str(i) for i in history], bins, k=k, weight=CALIBRATION_WEIGHT)
     elif name == "tail-quota":
         out = tail_quota(candidates, bins, k=k, share=TAIL_QUOTA)
+    elif name == "popularity-penalty":
+        if penalty_weight is None:
+            raise RecllmError("the popularity-penalty mitigation needs its weight (choose_penalty_weight)")
+        out = popularity_penalty(candidates, bins, k=k, weight=penalty_weight)
     else:
         raise RecllmError(f"unknown mitigation '{name}'; known: {', '.join(MITIGATIONS)}")
     return [int(i) for i in out.items]
@@ -238,9 +244,11 @@ def _mitigated(name: str, candidates: ItemList, history: np.ndarray, bins: Popul
 
 def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGroups, counts: np.ndarray,
                 *, k: int = 10, batch_size: int = 256, seed: int = 0, min_group: int = 20,
-                robustness: bool = True, mitigations: Sequence[str] = ()) -> list[ModelAudit]:
+                robustness: bool = True, mitigations: Sequence[str] = (), penalty_weight: float | None = None
+                ) -> list[ModelAudit]:
     """Audit one fitted model on ``queries`` (``counts``: the items' training interaction counts): its own
-    lists first, then the same lists after each of ``mitigations`` (re-ordering its top ``POOL``)."""
+    lists first, then the same lists after each of ``mitigations`` (re-ordering its top ``POOL``;
+    ``popularity-penalty`` at ``penalty_weight``, from ``choose_penalty_weight``)."""
     for mitigation in mitigations:
         if mitigation not in MITIGATIONS:
             raise RecllmError(f"unknown mitigation '{mitigation}'; known: {', '.join(MITIGATIONS)}")
@@ -260,8 +268,8 @@ def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGro
             if pools is not None:
                 candidates = ItemList(tuple(str(i) for i in pools[row]), scores[row, pools[row]])
                 for mitigation in mitigations:
-                    mitigated[mitigation].append(_mitigated(mitigation, candidates,
-                                                            queries.histories[start + row], bins, k))
+                    mitigated[mitigation].append(_mitigated(mitigation, candidates, queries.histories[start + row],
+                                                            bins, k, penalty_weight))
     out = [_figures(name, np.concatenate(tops), ranks, groups, counts, k=k, seed=seed, min_group=min_group,
                     robustness=_robustness(model, queries, k, batch_size) if robustness else None,
                     started=started)]
@@ -269,9 +277,41 @@ def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGro
         lists = np.asarray(mitigated[mitigation], dtype=np.int64)
         mine = [np.asarray([_position(row, t) for t in targets]) for row, targets in zip(lists, queries.targets,
                                                                                           strict=True)]
-        out.append(_figures(f"{name} + {mitigation}", lists, mine, groups, counts, k=k, seed=seed,
+        label = f"{name} + {mitigation}" + (f" ({penalty_weight:.2f})" if mitigation == "popularity-penalty" else "")
+        out.append(_figures(label, lists, mine, groups, counts, k=k, seed=seed,
                             min_group=min_group, robustness=None, started=time.perf_counter()))
     return out
+
+
+PENALTY_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+"""Weights of the popularity penalty tried by ``choose_penalty_weight``."""
+
+
+def choose_penalty_weight(model: Recommender, split: Split, counts: np.ndarray, *, users: int | None = 1000,
+                          seed: int = 0, batch_size: int = 256) -> tuple[float, dict[str, float]]:
+    """The popularity-penalty weight (of ``PENALTY_GRID``) whose first items are on average as popular as the
+    users' next items, judged on validation users only (their training history, the validation item as the
+    target; never a test user): the weight with the smallest absolute difference of the mean top-1 popularity
+    percentile from the validation targets', the smaller weight on a tie. Also returns that mean per weight
+    and the targets' (key ``targets``)."""
+    queries = select_users(queries_for_validation(split), users, seed)
+    if not len(queries.users):
+        raise RecllmError("choosing the popularity-penalty weight needs validation users; the split has none")
+    percentile = popularity_percentiles(counts)
+    bins = PopularityBins({str(i): float(c) for i, c in enumerate(counts)})
+    firsts: dict[float, list[int]] = {w: [] for w in PENALTY_GRID}
+    for start in range(0, len(queries.users), batch_size):
+        stop = min(start + batch_size, len(queries.users))
+        scores = masked_scores(model, queries.users[start:stop], queries.histories[start:stop])
+        pools = top_k(scores, POOL)
+        for row in range(stop - start):
+            candidates = ItemList(tuple(str(i) for i in pools[row]), scores[row, pools[row]])
+            for weight in PENALTY_GRID:
+                firsts[weight].append(int(popularity_penalty(candidates, bins, k=1, weight=weight).items[0]))
+    targets = float(percentile[np.concatenate(queries.targets)].mean())
+    by_weight = {str(w): float(percentile[firsts[w]].mean()) for w in PENALTY_GRID}
+    chosen = min(PENALTY_GRID, key=lambda w: (abs(by_weight[str(w)] - targets), w))
+    return chosen, {**by_weight, "targets": targets}
 
 
 def _position(row: np.ndarray, target: int) -> int:
@@ -438,7 +478,10 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
         model.fit(split.train, valid=split.valid if len(split.valid) else None)
         if on_model:
             on_model(name, "audit")
-        audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations))
+        weight = choose_penalty_weight(model, split, counts, seed=seed)[0] if "popularity-penalty" in mitigations \
+            else None
+        audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations,
+                                  penalty_weight=weight))
         first = first or model
     llm_audits = []
     for reranker in rerankers:

@@ -5,6 +5,10 @@
   and tail items is from the mix of the user's own history (Kullback-Leibler divergence).
 - ``tail_quota`` (a deterministic FA*IR-style constraint): every prefix of the list holds at least ``share``
   long-tail items, when the candidates have them; otherwise the order is the retriever's.
+- ``popularity_penalty``: relevance traded against each item's popularity percentile, one weight for all
+  users; ``recllm audit`` chooses the weight on validation users so that the items put first are as popular
+  as what users go on to pick, the one target a per-user history calibration misses (users' histories lean
+  to the head more than their next items do).
 
 Bins come from ``PopularityBins``: head = the 20% of items with the most training interactions, mid = the
 next 30%, tail = the rest (the long tail of ``recllm.eval.fairness.long_tail_share`` is mid + tail).
@@ -36,6 +40,17 @@ class PopularityBins:
         self.head_min = values[max(int(np.ceil(head * n)) - 1, 0)]
         self.mid_min = values[max(int(np.ceil((head + mid) * n)) - 1, 0)]
         self.counts = {str(k): float(v) for k, v in counts.items()}
+        ascending = values[::-1]
+        below = np.searchsorted(ascending, ascending, side="left")
+        up_to = np.searchsorted(ascending, ascending, side="right")
+        by_count = dict(zip(ascending.tolist(), (100.0 * (below + up_to - 1) / 2 / max(n - 1, 1)).tolist(),
+                            strict=True))
+        self._percentiles = {item: by_count[count] if n > 1 else 100.0 for item, count in self.counts.items()}
+
+    def percentile(self, item: str) -> float:
+        """The item's training count as a percentile among all items (100: the most popular; ties share their
+        mean rank, as ``recllm.eval.audit.popularity_percentiles``); 0 for an item not in ``counts``."""
+        return self._percentiles.get(str(item), 0.0)
 
     def of(self, item: str) -> int:
         count = self.counts.get(str(item))
@@ -114,3 +129,16 @@ def tail_quota(candidates: ItemList, bins: PopularityBins, *, k: int, share: flo
         else:
             out.append(head.pop(0))
     return ItemList(tuple(out), np.arange(k, 0, -1, dtype=np.float64))
+
+
+def popularity_penalty(candidates: ItemList, bins: PopularityBins, *, k: int, weight: float = 0.3) -> ItemList:
+    """The top ``k`` of ``candidates`` by (1 - weight) * relevance - weight * popularity percentile / 100
+    (relevance: the scores scaled to 0..1 within the list); ``weight`` 0 keeps the retriever's order, ties too.
+    Returned scores are k, k-1, ..., 1 (the new order)."""
+    if not 0 <= weight <= 1:
+        raise ConfigError(f"the popularity penalty weight must be between 0 and 1, got {weight}")
+    items = list(candidates.items)
+    k = min(k, len(items))
+    value = (1 - weight) * _relevance(candidates) - weight * np.asarray([bins.percentile(i) for i in items]) / 100
+    order = np.argsort(-value, kind="stable")[:k]
+    return ItemList(tuple(items[i] for i in order), np.arange(k, 0, -1, dtype=np.float64))
