@@ -85,6 +85,12 @@ def test_options_are_validated_against_the_component_config() -> None:
         MODELS.validate("sasrec", {"dropout": 1.5})
     with pytest.raises(ConfigError, match="model 'tiger': codebook_size: Input should be greater than or equal to 2"):
         create_model("tiger", {"codebook_size": 1})
+    from recllm.eval.llm_robustness import paraphrased_template
+    from recllm.rerank.factory import RERANKERS
+
+    template = paraphrased_template("rank-verbalizer", 0)  # an object inside an option stays that object
+    validated = RERANKERS.validate("verbalizer", {"prompt_options": {"template": template, "evidence": "none"}})
+    assert validated["prompt_options"]["template"] is template
     fields = MODELS.options_model("ease").model_fields
     assert fields["l2"].default == 500.0 and any(getattr(m, "gt", None) == 0 for m in fields["l2"].metadata)
 

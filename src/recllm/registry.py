@@ -103,10 +103,12 @@ class Registry(Mapping[str, T], Generic[T]):
         return signature_model(component, self.objects)
 
     def validate(self, name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        """``options`` checked and converted (``"false"`` from a command line is False); only the keys given."""
+        """``options`` checked and converted (``"false"`` from a command line is False); only the keys given.
+        Values are read off the validated model, not dumped: a dump would turn an object inside an option
+        (a ``Template`` in ``prompt_options``) into a plain dict."""
         key = self.resolve(name)
         config = build(self.options_model(key), dict(options or {}), where=f"{self.kind} '{key}'")
-        return config.model_dump(exclude_unset=True)
+        return {field: getattr(config, field) for field in config.model_fields_set}
 
     def create(self, name: str, *objects: Any, options: Mapping[str, Any] | None = None, **passed: Any) -> Any:
         """``component(*objects, **validated options, **passed)``: ``passed`` are object arguments (an LLM,

@@ -58,8 +58,6 @@ from recllm.eval.sensitivity import FAIRLLM_VALUES, MOVIELENS_ATTRIBUTES, Sensit
 from recllm.llm.base import LLM
 from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
-from recllm.prompts.builder import PromptBuilder
-from recllm.prompts.templates import Template
 from recllm.ranking import pessimistic_ranks, top_k
 from recllm.rerank.base import Reranker
 from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
@@ -373,14 +371,8 @@ def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str
 
     def make(prompt_options: Mapping[str, Any]) -> Reranker:
         chosen = dict(base)
-        merged = {**dict(chosen.get("prompt_options") or {}), **prompt_options}
-        template = merged.pop("template", None)
-        if isinstance(template, Template):  # an object, not configuration: it goes in a ready prompt builder
-            chosen.pop("prompt_options", None)
-            chosen["builder"] = PromptBuilder(catalog, template.task, template.variant, llm=llm, template=template,
-                                              **merged)
-        elif prompt_options:
-            chosen["prompt_options"] = {**merged, **({"template": template} if template is not None else {})}
+        if prompt_options:  # a paraphrased Template object goes through as it is (the registry keeps objects)
+            chosen["prompt_options"] = {**dict(chosen.get("prompt_options") or {}), **prompt_options}
         return build_reranker(reranker, llm, catalog, chosen)
 
     vocab = split.train.item_vocab
