@@ -96,6 +96,7 @@ def run(args: argparse.Namespace, command: str) -> None:
         llm_audits.append(audit_llm_reranker(
             sasrec, split, queries, reranker, args.llm, bundle, users=args.llm_users,
             attributes={a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES}, permutations=args.permutations,
+            probe_users=args.probe_users or None,
             on_stage=lambda stage, name=reranker: log.info("%s: %s", name, stage)))
     targets = np.concatenate(queries.targets)
     report = AuditReport(dataset=bundle.name, split="leave-one-out", protocol="full", k=10,
@@ -234,6 +235,7 @@ def main() -> None:
     parser.add_argument("--llm", default="hf,dtype=bfloat16")
     parser.add_argument("--llm-users", type=int, default=50)
     parser.add_argument("--permutations", type=int, default=4, help="cyclic rotations in the position probe")
+    parser.add_argument("--probe-users", type=int, default=0, help="users of the position probe; 0: --llm-users")
     _script.main("audit.py", parser, run, docs)
 
 

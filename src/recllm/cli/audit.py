@@ -50,6 +50,8 @@ def audit(
                                             "physique.")] = "age,gender,occupation",
     permutations: Annotated[int, typer.Option(help="Cyclic rotations aggregated in the position probe of --rerank "
                                               "(0: no position probe).")] = 4,
+    probe_users: Annotated[int, typer.Option(help="Users of the position probe (0: --llm-users); it takes "
+                                             "1 + --permutations calls a user.")] = 0,
     explain: Annotated[bool, typer.Option(help="Check the model's explanations of each --rerank list's first "
                                           "item.")] = True,
     out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
@@ -84,9 +86,12 @@ def audit(
         raise ConfigError(f"--llm-users must be at least 1, got {llm_users}")
     if permutations == 1 or permutations < 0:
         raise ConfigError(f"--permutations must be 0 (no position probe) or at least 2, got {permutations}")
-    if rerankers and (permutations or explain) and llm_users < 20:
-        raise ConfigError(f"--llm-users {llm_users}: the position probe and the explanations need at least 20 users "
-                          "(one per shown position of the top 20); use --permutations 0 --no-explain for fewer")
+    probed = probe_users or llm_users
+    if probe_users < 0:
+        raise ConfigError(f"--probe-users must be 0 (as --llm-users) or positive, got {probe_users}")
+    if rerankers and permutations and probed < 20:
+        raise ConfigError(f"the position probe needs at least 20 users (one per shown position of the top 20), got "
+                          f"{probed}: raise --probe-users (or --llm-users), or use --permutations 0")
     stated = [a.strip() for a in attributes.split(",") if a.strip()]
     if rerankers and not stated:
         raise ConfigError("--attributes is empty: name at least one, e.g. --attributes gender")
@@ -103,7 +108,7 @@ def audit(
         report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
                            mitigations=mitigations, rerankers=rerankers, llm=llm, llm_users=llm_users,
                            attributes={a: FAIRLLM_VALUES[a] for a in stated}, permutations=permutations,
-                           explain=explain,
+                           explain=explain, probe_users=probe_users or None,
                            on_model=lambda m, stage: status.update(f"{m}: {stage}"))
     table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
     for column in SUMMARY_HEADER:

@@ -408,24 +408,31 @@ class LLMAudit:
 def audit_llm_reranker(model: Recommender, split: Split, queries: Queries, reranker: str, llm: str,
                        bundle: DataBundle, *, users: int, attributes: Mapping[str, Sequence[str]],
                        options: dict[str, Any] | None = None, k: int = 10, seed: int = 0, permutations: int = 4,
-                       explain: bool = True, on_stage: Callable[[str], None] | None = None) -> LLMAudit:
+                       explain: bool = True, probe_users: int | None = None,
+                       on_stage: Callable[[str], None] | None = None) -> LLMAudit:
     """Every LLM part of the audit for re-ranker ``reranker`` on ``llm`` over ``model``'s top 20 of the first
     ``users`` audited users, with one model load: FaiRLLM's stated attributes, prompt robustness (re-rankers
     with paraphrased templates), the position probe with and without ``permutations``-fold aggregation
-    (``permutations`` < 2: no probe) and, with ``explain``, the faithfulness of its first items' explanations."""
+    (``permutations`` < 2: no probe; over the first ``probe_users``, default ``users``: it costs
+    ``1 + permutations`` calls a user, not one per attribute value, and its buckets need users) and, with
+    ``explain``, the faithfulness of the first ``users`` lists' first items' explanations."""
     stage = on_stage or (lambda _: None)
-    loaded = _llm_lists(model, split, queries, reranker, llm, bundle, users=users, options=options, n=20)
+    probe_users = users if probe_users is None else probe_users
+    loaded = _llm_lists(model, split, queries, reranker, llm, bundle, users=max(users, probe_users),
+                        options=options, n=20)
+    lists = loaded.lists[:users]
     stage("attribute prompts")
-    sensitivity = prompt_sensitivity(_stating(loaded.make), loaded.lists, attributes, k=k)
+    sensitivity = prompt_sensitivity(_stating(loaded.make), lists, attributes, k=k)
     robustness = None
     if reranker in PARAPHRASED_RERANKERS:
         stage("paraphrases and shuffled history")
-        robustness = llm_robustness(loaded.make, PARAPHRASED_RERANKERS[reranker], loaded.lists, k=k, seed=seed)
+        robustness = llm_robustness(loaded.make, PARAPHRASED_RERANKERS[reranker], lists, k=k, seed=seed)
     position = trust = None
     if permutations >= 2 or explain:
+        probed = loaded.lists[:probe_users] if permutations >= 2 else lists
         vocab = split.train.item_vocab
-        targets = [vocab.id(int(queries.targets[row][0])) for row in range(len(loaded.lists))]
-        probes = probe_lists(loaded.lists, targets, n=20, seed=seed)
+        targets = [vocab.id(int(queries.targets[row][0])) for row in range(len(probed))]
+        probes = probe_lists(probed, targets, n=20, seed=seed)
         ranker = loaded.make({})
         stage("position probe")
         if permutations >= 2:
@@ -434,8 +441,8 @@ def audit_llm_reranker(model: Recommender, split: Split, queries: Queries, reran
             results = [ranker.rerank(history, shown, user=user) for user, history, shown, _ in probes]
         if explain:
             stage("explanations")
-            trust = faithfulness(ranker.name, results, [history for _, history, _, _ in probes], loaded.llm,
-                                 loaded.catalog)
+            trust = faithfulness(ranker.name, results[:users], [history for _, history, _, _ in probes[:users]],
+                                 loaded.llm, loaded.catalog)
     return LLMAudit(sensitivity, robustness, position, trust)
 
 
@@ -448,7 +455,7 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
               = None, users: int | None = None, k: int = 10, seed: int = 0, split_name: str = "leave-one-out",
               mitigations: Sequence[str] = (), rerankers: Sequence[str] = (), llm: str = "hf",
               llm_users: int = 50, attributes: Mapping[str, Sequence[str]] | None = None,
-              permutations: int = 4, explain: bool = True,
+              permutations: int = 4, explain: bool = True, probe_users: int | None = None,
               on_model: Callable[[str, str], None] | None = None) -> AuditReport:
     """Fit each named retriever on ``split.train`` and audit it on the same seeded test users; with
     ``rerankers``, each LLM re-ranker over the first model's top 20 for the first ``llm_users`` of those users
@@ -482,6 +489,7 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
             first, split, queries, reranker, llm, bundle, users=llm_users,
             attributes=attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES},
             options=(params or {}).get(reranker), k=k, seed=seed, permutations=permutations, explain=explain,
+            probe_users=probe_users,
             on_stage=_reporting(on_model, reranker)))
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
