@@ -40,8 +40,9 @@ from _docs import machine_text, paired_interval, write_section
 from llm_rerank import fitted
 from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
-from recllm.eval.audit import popularity_percentiles
+from recllm.eval.audit import popularity_percentiles, user_groups
 from recllm.eval.candidates import select_users, top_n_cases
+from recllm.eval.fairness import exposure_counts, gini, group_metric, holm_adjust, long_tail_share
 from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
 from recllm.eval.runner import make_split
@@ -187,11 +188,41 @@ def _by_position(lists: Sequence[Any], ranks: np.ndarray) -> list[str]:
     return cells
 
 
+def _orders(lists: Sequence[tuple[str, list[str], ItemList, str]], scores: Sequence[Sequence[float]] | None
+            ) -> list[tuple[str, ...]]:
+    """Each list's candidates in the row's order (SASRec's when ``scores`` is None)."""
+    return [blend_scores(c, c if scores is None else ItemList(c.items, np.asarray(scores[i])), 1.0).items
+            for i, (_, _, c, _) in enumerate(lists)]
+
+
+def _fairness_cells(ndcg: np.ndarray, users: Sequence[str], orders: Sequence[Sequence[str]], bundle: Any,
+                    split: Any) -> list[str]:
+    """The largest NDCG@10 gap between user groups over the attributes (permutation p, Holm-adjusted over them),
+    and the exposure Gini and long-tail share of the top-10 lists over the whole catalog."""
+    groups = user_groups(bundle.dataset.user_attributes, list(users))
+    reports = [group_metric(ndcg, labels, attribute=a) for a, labels in groups.labels.items()]
+    tested = [r for r in reports if r.p_value is not None]
+    adjusted = dict(zip([r.attribute for r in tested], holm_adjust([r.p_value or 0.0 for r in tested]), strict=True))
+    found = [r for r in reports if r.gap is not None]
+    if found:
+        r = max(found, key=lambda x: x.gap or 0.0)
+        p = adjusted[r.attribute]
+        gap = (f"{r.attribute}: {r.gap:.3f} [{r.gap_low:.3f}, {r.gap_high:.3f}] {r.best} over {r.worst}, "
+               f"p = {p:.3f}{' **(significant)**' if p < 0.05 else ''}")
+    else:
+        gap = "-"
+    vocab = split.train.item_vocab
+    tops = np.asarray([[vocab.index(i) for i in order[:10]] for order in orders], dtype=np.int64)
+    counts = np.bincount(split.train.items, minlength=split.train.n_items)
+    exposure = exposure_counts(tops, split.train.n_items)
+    return [gap, f"{gini(exposure):.3f}", f"{long_tail_share(exposure, counts):.1%}"]
+
+
 def docs(args: argparse.Namespace) -> None:
     finished = {name: json.loads(_path(name).read_text()) for name in ROWS if _path(name).exists()}
     if not finished:
         return
-    _, split, lists = _lists(args)
+    bundle, split, lists = _lists(args)
     test, valid = lists["test"], lists["valid"]
     pop = _popularity_percentile(split)
     base = ndcg_from_ranks(_ranks(test, None, 0.0), 10)
@@ -212,6 +243,8 @@ def docs(args: argparse.Namespace) -> None:
     positions = ["| SASRec | " + " | ".join(_by_position(test, _ranks(test, None, 0.0))) + " |"]
     first_pop = [f"| SASRec | {float(np.mean([pop[c.items[0]] for _, _, c, _ in test])):.1f} | {targets_pop:.1f} "
                  "| 100% |"]
+    users = [user for user, *_ in test]
+    fairness = ["| SASRec | " + " | ".join(_fairness_cells(base, users, _orders(test, None), bundle, split)) + " |"]
     notes = []
     for name, state in finished.items():
         done_test = state["lists"]["test"]
@@ -248,6 +281,8 @@ def docs(args: argparse.Namespace) -> None:
                      f"{weight} | {blended} | {blended_diff} | {unbiased} | {np.median(latency):.2f} | "
                      f"{np.quantile(latency, 0.95):.2f} | {tokens:.0f} |")
         positions.append(f"| {name} | " + " | ".join(_by_position(sub, ranks)) + " |")
+        fairness.append(f"| {name} | " + " | ".join(_fairness_cells(ndcg, users[:n], _orders(sub, scores), bundle,
+                                                                     split)) + " |")
         tops = [sorted(zip(c.items, s, strict=True), key=lambda x: -x[1])[0][0]
                 for (_, _, c, _), s in zip(sub, scores, strict=True)]
         same_first = np.mean([top == c.items[0] for top, (_, _, c, _) in zip(tops, sub, strict=True)])
@@ -278,7 +313,14 @@ def docs(args: argparse.Namespace) -> None:
               "first, against that of the targets, and how often that item is SASRec's first (the candidate "
               "shown first, labelled A):", "", "| row | first item | targets | first is SASRec's first |",
               "|---|---:|---:|---:|",
-              *first_pop, "", "Rows:", "", *notes, "",
+              *first_pop, "",
+              "Fairness and exposure of each row (the audit's measures, `recllm.eval.fairness`, on the same test "
+              "users): the largest NDCG@10 gap between groups of one user attribute (gender, age bracket, "
+              "occupation; groups of at least 20 users; bootstrap 95% interval; permutation p-value of the "
+              "largest gap, Holm-adjusted over the three attributes), and the exposure Gini and long-tail share of "
+              "the top-10 lists over the whole catalog (a re-ranker can only re-order SASRec's 20, so these move "
+              "little):", "", "| row | largest NDCG@10 gap between groups | exposure Gini | long-tail share |",
+              "|---|---|---:|---:|", *fairness, "", "Rows:", "", *notes, "",
               "Commands: `python benchmarks/rerank_table.py run --row ROW --users 500 --valid-users 150` for each "
               "row, then `python benchmarks/rerank_table.py docs --users 500 --valid-users 150`."]
     write_section("rerank-table", "\n".join(lines))
