@@ -170,7 +170,7 @@ def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path, mo
 def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "30", "--k", "5", "--rerank",
                                       "verbalizer", "--llm-users", "1", "--attributes", "gender",
-                                      "--permutations", "0", "--out", str(tmp_path)])
+                                      "--permutations", "0", "--no-explain", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads(next(tmp_path.glob("*.json")).read_text())
     [sensitivity] = data["sensitivity"]
@@ -189,11 +189,9 @@ def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> N
     assert [c["condition"] for c in robust["conditions"]] == ["paraphrase 1", "paraphrase 2", "shuffled history"]
     assert all(-1 <= c["kendall_tau"] <= 1 and 0 <= c["overlap"] <= 1 for c in robust["conditions"])
     assert "## Prompt robustness: verbalizer" in next(tmp_path.glob("*.md")).read_text()
-    assert data["position_bias"] == []  # switched off: one user cannot fill the shown positions
-    [trust] = data["faithfulness"]  # the one list's first item, explained by the model and checked
-    assert trust["users"] == 1 and trust["explained"] == 1 and trust["true_share"] in (0.0, 1.0)
-    assert trust["diagnostics"]["grounded_hallucination_rate"] == 0.0
-    assert "## Faithfulness and hallucination" in next(tmp_path.glob("*.md")).read_text()
+    # switched off (one user cannot fill the shown positions; the explanation check on the real model is
+    # tests/eval/test_llm_trust.py's)
+    assert data["position_bias"] == [] and data["faithfulness"] == []
     for args, message in ((["--llm-users", "0"], "--llm-users"), (["--attributes", "height"], "unknown attribute"),
                           (["--attributes", " "], "--attributes is empty"),
                           (["--permutations", "1"], "--permutations must be 0"),
