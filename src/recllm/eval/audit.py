@@ -281,7 +281,7 @@ def audit_model(name: str, model: Recommender, queries: Queries, groups: UserGro
     return out
 
 
-PENALTY_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+PENALTY_GRID = tuple(round(0.01 * i, 2) for i in range(101))
 """Weights of the popularity penalty tried by ``choose_penalty_weight``."""
 
 
