@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from recllm.data import ItemList
 from recllm.errors import ConfigError
-from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
+from recllm.rerank.mitigation import (
+    PopularityBins,
+    calibrate_popularity,
+    first_under_penalties,
+    popularity_penalty,
+    tail_quota,
+)
 
 # ten items: h0, h1 are head (top 20%), m0..m2 mid (next 30%), t0..t4 tail
 COUNTS = {"h0": 100, "h1": 90, "m0": 50, "m1": 40, "m2": 30, "t0": 5, "t1": 4, "t2": 3, "t3": 2, "t4": 1}
@@ -67,6 +73,8 @@ def test_popularity_penalty_by_hand() -> None:
     assert popularity_penalty(ranked, BINS, k=2, weight=0.5).scores.tolist() == [2.0, 1.0]
     with pytest.raises(ConfigError, match="between 0 and 1"):
         popularity_penalty(ranked, BINS, k=3, weight=-0.1)
+    with pytest.raises(ConfigError, match=r"between 0 and 1, got 1\.5"):
+        first_under_penalties(ranked, BINS, [0.2, 1.5])
 
 
 @settings(max_examples=80, deadline=None)
@@ -78,6 +86,9 @@ def test_mitigations_return_k_distinct_candidates(order: list[str], k: int, shar
     quota = tail_quota(ranked, BINS, k=k, share=share)
     calibrated = calibrate_popularity(ranked, history, BINS, k=k, weight=weight)
     penalised = popularity_penalty(ranked, BINS, k=k, weight=weight)
+    weights = [0.0, weight, 1.0]  # the weight search's one pass agrees with the mitigation itself
+    assert first_under_penalties(ranked, BINS, weights) == [popularity_penalty(ranked, BINS, k=1, weight=w).items[0]
+                                                           for w in weights]
     for out in (quota, calibrated, penalised):
         assert len(out.items) == k and len(set(out.items)) == k and set(out.items) <= set(order)
     tails = [BINS.of(i) > 0 for i in quota.items]

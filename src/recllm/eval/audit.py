@@ -60,7 +60,13 @@ from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
 from recllm.ranking import pessimistic_ranks, top_k
 from recllm.rerank.base import Reranker
-from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
+from recllm.rerank.mitigation import (
+    PopularityBins,
+    calibrate_popularity,
+    first_under_penalties,
+    popularity_penalty,
+    tail_quota,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +310,9 @@ def choose_penalty_weight(model: Recommender, split: Split, counts: np.ndarray, 
         pools = top_k(scores, POOL)
         for row in range(stop - start):
             candidates = ItemList(tuple(str(i) for i in pools[row]), scores[row, pools[row]])
-            for weight in PENALTY_GRID:
-                firsts[weight].append(int(popularity_penalty(candidates, bins, k=1, weight=weight).items[0]))
+            for weight, first in zip(PENALTY_GRID, first_under_penalties(candidates, bins, PENALTY_GRID),
+                                     strict=True):
+                firsts[weight].append(int(first))
     targets = float(percentile[np.concatenate(queries.targets)].mean())
     by_weight = {str(w): float(percentile[firsts[w]].mean()) for w in PENALTY_GRID}
     chosen = min(PENALTY_GRID, key=lambda w: (abs(by_weight[str(w)] - targets), w))

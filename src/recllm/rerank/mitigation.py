@@ -135,10 +135,27 @@ def popularity_penalty(candidates: ItemList, bins: PopularityBins, *, k: int, we
     """The top ``k`` of ``candidates`` by (1 - weight) * relevance - weight * popularity percentile / 100
     (relevance: the scores scaled to 0..1 within the list); ``weight`` 0 keeps the retriever's order, ties too.
     Returned scores are k, k-1, ..., 1 (the new order)."""
-    if not 0 <= weight <= 1:
-        raise ConfigError(f"the popularity penalty weight must be between 0 and 1, got {weight}")
     items = list(candidates.items)
     k = min(k, len(items))
-    value = (1 - weight) * _relevance(candidates) - weight * np.asarray([bins.percentile(i) for i in items]) / 100
+    [value] = _penalised_values(candidates, bins, [weight])
     order = np.argsort(-value, kind="stable")[:k]
     return ItemList(tuple(items[i] for i in order), np.arange(k, 0, -1, dtype=np.float64))
+
+
+def first_under_penalties(candidates: ItemList, bins: PopularityBins, weights: Sequence[float]) -> list[str]:
+    """The item ``popularity_penalty`` puts first at each of ``weights``, from one pass over the candidates
+    (relevance and percentiles computed once), for a search over the weight."""
+    if not len(candidates.items):
+        raise ConfigError("the popularity penalty needs at least one candidate")
+    best = np.argmax(_penalised_values(candidates, bins, weights), axis=1)  # the first maximum, as a stable sort
+    return [candidates.items[i] for i in best]
+
+
+def _penalised_values(candidates: ItemList, bins: PopularityBins, weights: Sequence[float]) -> np.ndarray:
+    """(1 - w) * relevance - w * popularity percentile / 100 of every candidate, one row per weight w."""
+    w = np.asarray(weights, dtype=np.float64)
+    if ((w < 0) | (w > 1)).any():
+        bad = next(x for x in weights if not 0 <= x <= 1)
+        raise ConfigError(f"the popularity penalty weight must be between 0 and 1, got {bad}")
+    popularity = np.asarray([bins.percentile(i) for i in candidates.items]) / 100
+    return (1 - w)[:, None] * _relevance(candidates)[None, :] - w[:, None] * popularity[None, :]
