@@ -40,9 +40,9 @@ from _docs import machine_text, paired_interval, write_section
 from llm_rerank import fitted
 from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
-from recllm.eval.audit import popularity_percentiles, user_groups
+from recllm.eval.audit import group_gaps, popularity_percentiles, user_groups
 from recllm.eval.candidates import select_users, top_n_cases
-from recllm.eval.fairness import exposure_counts, gini, group_metric, holm_adjust, long_tail_share
+from recllm.eval.fairness import exposure_counts, gini, largest_gap, long_tail_share
 from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
 from recllm.eval.runner import make_split
@@ -200,17 +200,10 @@ def _fairness_cells(ndcg: np.ndarray, users: Sequence[str], orders: Sequence[Seq
     """The largest NDCG@10 gap between user groups over the attributes (permutation p, Holm-adjusted over them),
     and the exposure Gini and long-tail share of the top-10 lists over the whole catalog."""
     groups = user_groups(bundle.dataset.user_attributes, list(users))
-    reports = [group_metric(ndcg, labels, attribute=a) for a, labels in groups.labels.items()]
-    tested = [r for r in reports if r.p_value is not None]
-    adjusted = dict(zip([r.attribute for r in tested], holm_adjust([r.p_value or 0.0 for r in tested]), strict=True))
-    found = [r for r in reports if r.gap is not None]
-    if found:
-        r = max(found, key=lambda x: x.gap or 0.0)
-        p = adjusted[r.attribute]
-        gap = (f"{r.attribute}: {r.gap:.3f} [{r.gap_low:.3f}, {r.gap_high:.3f}] {r.best} over {r.worst}, "
-               f"p = {p:.3f}{' **(significant)**' if p < 0.05 else ''}")
-    else:
-        gap = "-"
+    r = largest_gap(group_gaps({"NDCG@10": ndcg}, groups)["NDCG@10"])
+    gap = "-" if r is None else (
+        f"{r.attribute}: {r.gap:.3f} [{r.gap_low:.3f}, {r.gap_high:.3f}] {r.best} over {r.worst}, "
+        f"p = {r.p_adjusted:.3f}{' **(significant)**' if r.significant else ''}")
     vocab = split.train.item_vocab
     tops = np.asarray([[vocab.index(i) for i in order[:10]] for order in orders], dtype=np.int64)
     counts = np.bincount(split.train.items, minlength=split.train.n_items)

@@ -331,12 +331,7 @@ def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: User
     popularity = popularity_percentiles(counts)
     per_user = user_metrics(ranks, k)
     ndcg, hit = per_user[f"NDCG@{k}"], per_user[f"HR@{k}"]
-    by_metric: dict[str, dict[str, GroupReport]] = {f"NDCG@{k}": {}, f"HR@{k}": {}}
-    for attribute, labels in groups.labels.items():
-        for metric, values in ((f"NDCG@{k}", ndcg), (f"HR@{k}", hit)):
-            by_metric[metric][attribute] = group_metric(values, labels, attribute=attribute, min_users=min_group,
-                                                        seed=seed)
-    _holm_within(by_metric)
+    by_metric = group_gaps({f"NDCG@{k}": ndcg, f"HR@{k}": hit}, groups, min_users=min_group, seed=seed)
     exposure = exposure_counts(lists, len(counts))
     return ModelAudit(
         name=name, ndcg=float(ndcg.mean()), hit=float(hit.mean()), groups=by_metric, gini=gini(exposure),
@@ -346,13 +341,19 @@ def _figures(name: str, lists: np.ndarray, ranks: list[np.ndarray], groups: User
         per_user={f"NDCG@{k}": ndcg.tolist(), f"HR@{k}": hit.tolist()})
 
 
-def _holm_within(by_metric: dict[str, dict[str, GroupReport]]) -> None:
-    """Holm-adjust, in place, the p-values of every gap tested for one model (each metric and attribute)."""
+def group_gaps(per_metric: Mapping[str, np.ndarray], groups: UserGroups, *, min_users: int = 20, seed: int = 0
+               ) -> dict[str, dict[str, GroupReport]]:
+    """Each per-user metric by the groups of every attribute in ``groups`` (``group_metric``), with the
+    p-values of all these gaps Holm-adjusted as one family: every gap tested for one ranker."""
+    by_metric = {metric: {attribute: group_metric(values, labels, attribute=attribute, min_users=min_users,
+                                                  seed=seed) for attribute, labels in groups.labels.items()}
+                 for metric, values in per_metric.items()}
     tested = [(metric, attribute) for metric, reports in by_metric.items() for attribute, r in reports.items()
               if r.p_value is not None]
     adjusted = holm_adjust([by_metric[m][a].p_value or 0.0 for m, a in tested])
     for (metric, attribute), p in zip(tested, adjusted, strict=True):
         by_metric[metric][attribute] = replace(by_metric[metric][attribute], p_adjusted=p)
+    return by_metric
 
 
 @dataclass(frozen=True)

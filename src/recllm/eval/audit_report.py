@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from recllm.eval.audit import AuditReport, ModelAudit
-from recllm.eval.fairness import GroupReport
+from recllm.eval.audit import AuditReport
+from recllm.eval.fairness import GroupReport, largest_gap
 from recllm.eval.llm_robustness import robustness_rows
 from recllm.eval.llm_trust import Faithfulness, PositionBias
 from recllm.eval.sensitivity import sensitivity_rows
@@ -31,10 +31,6 @@ def _gap(report: GroupReport | None) -> str:
             f"{report.worst}{test}{flag}")
 
 
-def _largest(model: ModelAudit, metric: str) -> tuple[str, GroupReport] | None:
-    """The attribute with the largest gap of ``metric`` for ``model``."""
-    found = [(a, r) for a, r in model.groups.get(metric, {}).items() if r.gap is not None]
-    return max(found, key=lambda x: x[1].gap or 0.0) if found else None
 
 
 def summary_rows(report: AuditReport) -> list[list[str]]:
@@ -42,8 +38,8 @@ def summary_rows(report: AuditReport) -> list[list[str]]:
     k = report.k
     rows = []
     for m in report.models:
-        largest = _largest(m, f"NDCG@{k}")
-        gap = f"{largest[0]}: {_gap(largest[1])}" if largest else "-"
+        largest = largest_gap(m.groups.get(f"NDCG@{k}", {}))
+        gap = f"{largest.attribute}: {_gap(largest)}" if largest else "-"
         robust = m.robustness
         rows.append([m.name, f"{m.ndcg:.4f}", f"{m.hit:.4f}", gap, f"{m.gini:.3f}", f"{m.long_tail_share:.1%}",
                      f"{m.coverage:.1%}", f"{m.top1_popularity:.1f}", f"{m.topk_popularity:.1f}",

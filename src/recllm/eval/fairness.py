@@ -247,6 +247,13 @@ def group_metric(values: np.ndarray, groups: Sequence[object], *, attribute: str
                        min_users, skipped, p_value=p_value)
 
 
+def largest_gap(reports: Mapping[str, GroupReport]) -> GroupReport | None:
+    """Of reports by attribute, the one with the largest gap (None when no attribute has two groups to
+    compare)."""
+    found = [r for r in reports.values() if r.gap is not None]
+    return max(found, key=lambda r: r.gap or 0.0) if found else None
+
+
 def _largest_gaps(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """The largest minus the smallest group mean for each row of ``codes`` (rows: label assignments)."""
     rows = codes.shape[0]
