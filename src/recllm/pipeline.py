@@ -38,7 +38,7 @@ from recllm.models.text import ItemEmbeddings, ReadsItemText
 from recllm.prompts.naming import catalog_for_llm
 from recllm.rerank.base import Reranker
 from recllm.rerank.factory import reranker_needs_llm
-from recllm.rerank.mitigation import PopularityBins, calibrate_popularity, popularity_penalty, tail_quota
+from recllm.rerank.mitigation import PopularityBins, mitigate
 
 
 class RetrieverConfig(pydantic.BaseModel):
@@ -323,11 +323,8 @@ class Pipeline:
         assert mitigation is not None
         if self.bins is None:
             raise RecllmError("the pipeline's mitigation needs item popularity: fit the pipeline first")
-        if mitigation.name == "popularity-calibration":
-            return calibrate_popularity(ranked, history, self.bins, k=k, weight=mitigation.weight)
-        if mitigation.name == "popularity-penalty":
-            return popularity_penalty(ranked, self.bins, k=k, weight=mitigation.weight)
-        return tail_quota(ranked, self.bins, k=k, share=mitigation.share)
+        return mitigate(mitigation.name, ranked, history, self.bins, k=k, weight=mitigation.weight,
+                        share=mitigation.share)
 
     def _history_ids(self, user: str | int | None, history: list[str] | None) -> list[str]:
         if history is not None:

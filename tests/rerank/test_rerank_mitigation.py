@@ -13,6 +13,7 @@ from recllm.rerank.mitigation import (
     PopularityBins,
     calibrate_popularity,
     first_under_penalties,
+    mitigate,
     popularity_penalty,
     tail_quota,
 )
@@ -75,6 +76,11 @@ def test_popularity_penalty_by_hand() -> None:
         popularity_penalty(ranked, BINS, k=3, weight=-0.1)
     with pytest.raises(ConfigError, match=r"between 0 and 1, got 1\.5"):
         first_under_penalties(ranked, BINS, [0.2, 1.5])
+    # by name, as a pipeline and the audit apply it
+    assert mitigate("popularity-penalty", ranked, [], BINS, k=3, weight=1.0, share=0.0).items == ("t0", "m0", "h0")
+    assert mitigate("tail-quota", ranked, [], BINS, k=2, weight=1.0, share=0.0).items == ("h0", "m0")
+    with pytest.raises(ConfigError, match="unknown mitigation 'fair'"):
+        mitigate("fair", ranked, [], BINS, k=3, weight=0.5, share=0.3)
 
 
 @settings(max_examples=80, deadline=None)

@@ -61,11 +61,10 @@ from recllm.pipeline import build_retriever
 from recllm.ranking import pessimistic_ranks, top_k
 from recllm.rerank.base import Reranker
 from recllm.rerank.mitigation import (
+    MITIGATIONS,
     PopularityBins,
-    calibrate_popularity,
     first_under_penalties,
-    popularity_penalty,
-    tail_quota,
+    mitigate,
 )
 
 log = logging.getLogger(__name__)
@@ -76,8 +75,6 @@ AGE_BRACKETS = ((18, "Under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (
 MAX_GROUPS = 30
 """A text attribute with more distinct values than this (a zip code, an id) is not a grouping."""
 TAIL_HEAD = 0.2
-MITIGATIONS = ("popularity-calibration", "tail-quota", "popularity-penalty")
-"""Re-orderings of a model's list the audit can measure (``recllm.rerank.mitigation``)."""
 POOL = 100
 """Candidates (a model's top items) a mitigation re-orders into the top k."""
 CALIBRATION_WEIGHT = 0.5
@@ -233,16 +230,12 @@ def _robustness(model: Recommender, queries: Queries, k: int, batch_size: int) -
 def _mitigated(name: str, candidates: ItemList, history: np.ndarray, bins: PopularityBins, k: int,
                penalty_weight: float | None = None) -> list[int]:
     """The top ``k`` item indices after mitigation ``name`` of one user's candidates (ids are indices)."""
-    if name == "popularity-calibration":
-        out = calibrate_popularity(candidates, [str(i) for i in history], bins, k=k, weight=CALIBRATION_WEIGHT)
-    elif name == "tail-quota":
-        out = tail_quota(candidates, bins, k=k, share=TAIL_QUOTA)
-    elif name == "popularity-penalty":
+    weight = CALIBRATION_WEIGHT
+    if name == "popularity-penalty":
         if penalty_weight is None:
             raise RecllmError("the popularity-penalty mitigation needs its weight (choose_penalty_weight)")
-        out = popularity_penalty(candidates, bins, k=k, weight=penalty_weight)
-    else:
-        raise RecllmError(f"unknown mitigation '{name}'; known: {', '.join(MITIGATIONS)}")
+        weight = penalty_weight
+    out = mitigate(name, candidates, [str(i) for i in history], bins, k=k, weight=weight, share=TAIL_QUOTA)
     return [int(i) for i in out.items]
 
 

@@ -24,6 +24,8 @@ from recllm.data.itemlist import ItemList
 from recllm.errors import ConfigError
 
 BIN_NAMES = ("head", "mid", "tail")
+MITIGATIONS = ("popularity-calibration", "tail-quota", "popularity-penalty")
+"""The mitigations by name, as configured in a pipeline and measured by ``recllm audit``."""
 
 
 class PopularityBins:
@@ -159,3 +161,16 @@ def _penalised_values(candidates: ItemList, bins: PopularityBins, weights: Seque
         raise ConfigError(f"the popularity penalty weight must be between 0 and 1, got {bad}")
     popularity = np.asarray([bins.percentile(i) for i in candidates.items]) / 100
     return (1 - w)[:, None] * _relevance(candidates)[None, :] - w[:, None] * popularity[None, :]
+
+
+def mitigate(name: str, candidates: ItemList, history: Sequence[str], bins: PopularityBins, *, k: int,
+             weight: float, share: float) -> ItemList:
+    """The top ``k`` of ``candidates`` after mitigation ``name``: ``weight`` is the calibration's or the
+    penalty's, ``share`` the tail quota's (each uses only its own)."""
+    if name == "popularity-calibration":
+        return calibrate_popularity(candidates, history, bins, k=k, weight=weight)
+    if name == "tail-quota":
+        return tail_quota(candidates, bins, k=k, share=share)
+    if name == "popularity-penalty":
+        return popularity_penalty(candidates, bins, k=k, weight=weight)
+    raise ConfigError(f"unknown mitigation '{name}'; known: {', '.join(MITIGATIONS)}")
