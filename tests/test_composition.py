@@ -221,6 +221,8 @@ def test_service_reranks_with_the_renamed_catalog_of_an_id_tuned_adapter_as_reco
         assert stage_catalog["50"].title == names["50"] != ml100k.catalog["50"].title
     plain = Pipeline.from_config(config.model_copy(update={"llm": "hf"}), ml100k, llm=llm)
     assert plain.reranker.catalog["50"].title == ml100k.catalog["50"].title  # type: ignore[union-attr]
+    with_options = Pipeline.from_config(config.model_copy(update={"llm": f"hf:{adapter},dtype=fast"}), ml100k, llm=llm)
+    assert with_options.reranker.catalog["50"].title == names["50"]  # type: ignore[union-attr]
 
 
 def test_service_config_holds_the_pipeline_config_and_reads_it_from_toml(tmp_path: Path) -> None:

@@ -59,3 +59,25 @@ def test_cache_store_round_trips_json(tmp_path: Path) -> None:
         assert cache.get_many(["k1", "k2", "k3"]) == {"k1": [-0.1, -2.5], "k2": {"text": "x"}}
         assert cache.get("k3") is None
         assert len(cache) == 2
+
+
+def test_another_precision_of_the_same_model_never_reads_its_cached_scores(llm: HFBackend, tmp_path: Path) -> None:
+    """float32 and bfloat16 runs of one model give different numbers, so they key the cache apart (a float32
+    score served to a bfloat16 service, or back, would be a wrong answer that looks right)."""
+    half = HFBackend(dtype="bfloat16", num_threads=llm_threads())
+    assert llm.cache_identity == llm.model_name == half.model_name != half.cache_identity
+    path = tmp_path / "llm.sqlite"
+    full_cached, half_cached = CachedLLM(llm, path), CachedLLM(half, path)
+    prompt = "The capital of France is"
+    full = full_cached.logprobs(prompt, [" Paris", " Banana"])
+    halved = half_cached.logprobs(prompt, [" Paris", " Banana"])
+    assert half_cached.stats() == {"hits": 0, "misses": 1}  # not served the float32 numbers
+    np.testing.assert_array_equal(halved, half.logprobs(prompt, [" Paris", " Banana"]))
+    assert not np.array_equal(full, halved)
+    assert CachedLLM(half, path).logprobs(prompt, [" Paris", " Banana"]).tolist() == halved.tolist()
+
+
+def llm_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

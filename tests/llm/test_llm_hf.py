@@ -149,3 +149,18 @@ def test_scoring_and_generation_emit_no_cache_deprecation_warning(llm: HFBackend
     messages = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
     flagged = [m for m in messages if "past_key_values" in m or "deprecat" in m.lower()]
     assert not flagged, flagged
+
+
+def test_fast_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch) -> None:
+    import torch
+
+    import recllm.llm.hf as hf
+    from recllm.errors import ConfigError
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hf, "cpu_computes_bfloat16", lambda: True)
+    assert hf.pick_dtype("fast", cpu) == torch.bfloat16 and hf.pick_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(hf, "cpu_computes_bfloat16", lambda: False)
+    assert hf.pick_dtype("fast", cpu) == torch.float32 and hf.pick_dtype("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(ConfigError, match="auto, fast or one of"):
+        hf.pick_dtype("half", cpu)

@@ -261,6 +261,12 @@ class LLM(SpecBuilt, ABC):
         """Maximum number of tokens (prompt plus output) the model takes, when known."""
         return None
 
+    @property
+    def cache_identity(self) -> str:
+        """What a response cache keys this model's answers by: the model, and whatever else changes its numbers
+        (the ``hf`` backend adds a reduced precision), so two set-ups never read each other's scores."""
+        return self.model_name
+
     def health(self, timeout: float = 3.0) -> str | None:
         """None when the model can answer now, else why not, checked within about ``timeout`` seconds. A model
         in this process is always ready once loaded; a server-backed one asks its server."""

@@ -173,8 +173,12 @@ class CachedLLM(LLM):
             self.hits += hits
             self.misses += misses
 
+    @property
+    def cache_identity(self) -> str:
+        return self.inner.cache_identity
+
     def _key(self, method: str, payload: Any) -> str:
-        return cache_key(self.backend, self.model_name, method, payload)
+        return cache_key(self.backend, self.inner.cache_identity, method, payload)
 
     def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         keys = [self._key("generate", r.to_payload()) if r.deterministic else None for r in requests]

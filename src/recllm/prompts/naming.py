@@ -14,6 +14,7 @@ from recllm.config import load_json_record
 from recllm.data.catalog import Item, ItemCatalog
 from recllm.errors import ConfigError
 from recllm.llm.resolve import TRAIN_MARKER
+from recllm.registry import parse_spec
 
 NAMES_FILE = "item-names.json"
 """Beside a tuned adapter: item id -> the name it was trained with (id namings only)."""
@@ -50,7 +51,8 @@ def tuned_catalog(out_dir: str | Path, catalog: ItemCatalog) -> ItemCatalog:
 def catalog_for_llm(spec: str, catalog: ItemCatalog) -> ItemCatalog:
     """``catalog`` as the LLM named by ``spec`` knows its items: renamed when ``spec`` is ``hf:FOLDER`` of an
     adapter tuned with random or semantic ids, unchanged otherwise (so prompts name items as in training)."""
-    if not spec.startswith("hf:"):
+    backend, target, _ = parse_spec(spec, kind="LLM spec")
+    if backend != "hf" or target is None:
         return catalog
-    folder = Path(spec.removeprefix("hf:"))
+    folder = Path(target)  # options after the folder (``hf:FOLDER,dtype=fast``) are not part of it
     return tuned_catalog(folder, catalog) if (folder / NAMES_FILE).is_file() else catalog
