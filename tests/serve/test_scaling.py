@@ -201,4 +201,73 @@ def test_serve_with_two_workers_answers_and_shares_feedback(tmp_path: Path):
         for _ in range(6):
             with httpx.Client(base_url=base, timeout=30) as api:
                 items = api.get("/users/196/recommendations", params={"k": 5}).json()["items"]
+                frozen = _metric(api.get("/metrics").text, "python_gc_frozen_objects")
             assert top not in [i["item"] for i in items]
+            assert frozen > 10_000  # each worker settled its heap once ready (app.settle_heap)
+
+
+def test_serve_runs_uvicorn_on_the_asyncio_loop_and_settles_the_heap(tmp_path: Path, monkeypatch):
+    """`recllm serve` hands uvicorn the measured settings (the asyncio loop: uvloop starved connections at 200
+    concurrent ones) for one worker and for several, and asks the app to settle its heap once ready."""
+    import os
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import recllm.serve.app as app_module
+    from recllm.cli import app as cli
+
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    settled: list[bool] = []
+    real_create_app = app_module.create_app
+    monkeypatch.setattr(app_module, "create_app",
+                        lambda **kwargs: settled.append(kwargs["settle"]) or real_create_app(**kwargs))
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # the workers' settings go into the environment
+    db = f"sqlite:///{tmp_path / 's.sqlite'}"
+    for options in (["--workers", "1"], ["--workers", "2"], ["--loop", "uvloop"]):
+        result = CliRunner().invoke(cli, ["serve", "--llm", "none", "--db", db, "--port", "8999", *options])
+        assert result.exit_code == 0, result.output
+    (one, single), (many, several), (_, chosen) = calls
+    assert chosen["loop"] == "uvloop" and settled == [True, True]
+    settled.pop()
+    assert single["loop"] == several["loop"] == "asyncio" and single["timeout_keep_alive"] == 30
+    assert settled == [True] and one[0].__class__.__name__ == "FastAPI"
+    assert many == ("recllm.serve.app:worker_app",) and several["factory"] is True and several["workers"] == 2
+
+
+def test_settle_heap_freezes_start_up_objects_in_its_own_process():
+    import subprocess
+
+    code = ("import gc; from recllm.serve.app import settle_heap, gc_metrics, GC_THRESHOLDS; settle_heap(); "
+            "assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold(); "
+            "print(next(l for l in gc_metrics() if l.startswith('python_gc_frozen_objects ')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(done.stdout.split()[-1]) > 10_000  # everything imported so far
+
+
+def test_warming_runs_an_explained_list_then_a_plain_re_ranked_one(ml100k: DataBundle, tmp_path: Path, monkeypatch):
+    """The start-up warm-up takes the paths a first person takes: an explained list, then a re-ranked list at the
+    default k (the first plain re-ranked list after an explained one was measured 1.5x slower than the next)."""
+    from recllm.pipeline import RerankerConfig
+    from recllm.serve.service import DEFAULT_K
+
+    config = ServiceConfig(pipeline=PipelineConfig(retriever=RetrieverConfig(params={"l2": 100.0}), llm="hf",
+                                                   reranker=RerankerConfig(name="listwise", candidates=5)),
+                           embedder="none", warm_llm=False)
+    service = Service.start(config, Store(f"sqlite:///{tmp_path / 's.sqlite'}"), data=ml100k,
+                            llm=ScriptedLLM(["[2] > [1]"] * 40))
+    assert service.warm() is None  # no model loaded yet: nothing to warm
+    service.load_llm()
+    calls: list[tuple[str | None, int, bool, bool]] = []
+    real = service.recommend
+
+    def recording(user: str | None = None, **kwargs: object):
+        calls.append((user, kwargs["k"], kwargs["rerank"], kwargs.get("explain", False)))  # type: ignore[arg-type]
+        return real(user, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "recommend", recording)
+    seconds = service.warm()
+    vocab = ml100k.dataset.user_vocab
+    assert seconds is not None and seconds >= 0
+    assert calls == [(vocab.id(0), 5, True, True), (vocab.id(1), DEFAULT_K, True, False)]

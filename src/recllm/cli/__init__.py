@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -497,6 +497,14 @@ def llm_serve(
     serve_llm(model, host=host, port=port, log_level="info" if verbose else "warning", **options)
 
 
+SERVE_OPTIONS: dict[str, Any] = {"timeout_keep_alive": 30}
+"""uvicorn settings of `recllm serve`: idle connections are kept 30 s (uvicorn's default is 5), since under load
+a client reusing a pooled connection that the server has just closed gets a reset instead of an answer. The
+loop is asyncio unless ``--loop uvloop``: at 200 connections uvloop left some connections unserved for over
+2 s while the loop turned every 0.3 s (p99 2.1-2.2 s against 0.2 s on asyncio, same server and load;
+docs/benchmarks.md, service load)."""
+
+
 @app.command("serve")
 @cli_errors
 def serve(
@@ -511,6 +519,8 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes sharing the port and the "
                                          "database; each loads the data and the models (memory times N) and "
                                          "gets cores / N threads.")] = 1,
+    loop: Annotated[Literal["asyncio", "uvloop"], typer.Option(
+        help="Event loop: asyncio (measured fairer under load) or uvloop.")] = "asyncio",
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve recommendations, search, rating, explanations and feedback over HTTP (OpenAPI at /docs)."""
@@ -533,12 +543,10 @@ def serve(
         console.print(f"[bold green]recllm is ready:[/] open http://{shown}:{port}/ in a browser "
                       f"(API docs at http://{shown}:{port}/docs; LLM {service.llm_status}; Ctrl-C stops)")
 
-    # keep idle connections 30 s (uvicorn's default is 5): under load a client reusing a pooled connection
-    # that the server has just closed gets a reset instead of an answer
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "info" if verbose else "warning",
-                               "timeout_keep_alive": 30}
+                               **SERVE_OPTIONS, "loop": loop}
     if workers == 1:
-        uvicorn.run(create_app(config=settings, db_url=db, on_ready=ready), **options)
+        uvicorn.run(create_app(config=settings, db_url=db, on_ready=ready, settle=True), **options)
         return
     from recllm.serve.app import worker_environment
 
