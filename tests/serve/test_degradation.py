@@ -39,8 +39,11 @@ def health(api: httpx.Client, llm: str, timeout: float = 30.0) -> dict:
 def test_a_model_server_stopped_mid_conversation_is_said_and_recovers(tmp_path: Path, ml100k):
     llm_port, port = free_port(), free_port()
     spec = f"openai:http://127.0.0.1:{llm_port}/v1,can_score=true"
+    config = tmp_path / "service.toml"
+    # the model server's coming and going is tested here, not text vectors or the warm-up
+    config.write_text('[service]\nembedder = "none"\nwarm_llm = false\n')
     command = [sys.executable, "-m", "recllm", "serve", "--port", str(port), "--db",
-               f"sqlite:///{tmp_path / 'service.sqlite'}", "--llm", spec]
+               f"sqlite:///{tmp_path / 'service.sqlite'}", "--llm", spec, "--config", str(config)]
     model = model_server(llm_port)
     try:
         with running_server(command, port, env=ENV, timeout=240) as base, \
