@@ -237,8 +237,9 @@ def tallrec(args: argparse.Namespace, command: str) -> dict[str, Any]:
     path = RESULTS / "trained-tallrec.json"
     earlier = json.loads(path.read_text()) if path.exists() else None
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    model = args.model
     keep = [] if earlier is None or earlier["eval"] != evaluation else \
-        [r for r in earlier["rows"] if r["train_examples"] not in sizes]
+        [r for r in earlier["rows"] if r["train_examples"] not in sizes or r.get("model", DEFAULT_MODEL) != model]
     commands = sorted({*(earlier.get("commands") or [earlier["command"]]), command}) \
         if earlier is not None and keep else [command]
     bias = BiasedBaseline().fit(split.train)
@@ -252,22 +253,23 @@ def tallrec(args: argparse.Namespace, command: str) -> dict[str, Any]:
     for size in sizes:
         started = time.perf_counter()
         if size == 0:
-            scores = score_yes_no(create_llm("hf"), list(heldout))
-            rows.append({"train_examples": 0, **scores.as_dict(), "seconds": 0.0, "steps": 0,
+            scores = score_yes_no(create_llm(_spec(model)), list(heldout))
+            rows.append({"model": model, "train_examples": 0, **scores.as_dict(), "seconds": 0.0, "steps": 0,
                          "score_seconds": time.perf_counter() - started})
         else:
             epochs = TALLREC_EPOCHS.get(size, 1)
             train = build_instructions(split, bundle.catalog, max_examples_per_task=size, seed=0, **options)
-            out = TUNED / f"tallrec-{size}"
-            result = train_lora(train, out, overwrite=True, progress=False, epochs=epochs, batch_size=8,
-                                eval_fraction=0.0, lr=3e-4, num_threads=args.threads)
+            out = TUNED / (f"tallrec-{size}" if model == DEFAULT_MODEL else f"tallrec-{model}-{size}")
+            result = train_lora(train, out, model=None if model == DEFAULT_MODEL else model, overwrite=True,
+                                progress=False, epochs=epochs, batch_size=8, eval_fraction=0.0, lr=3e-4,
+                                num_threads=args.threads)
             started = time.perf_counter()
             scores = score_yes_no(create_llm(f"hf:{out}"), list(heldout))
-            rows.append({"train_examples": len(train), **scores.as_dict(), "seconds": result.seconds,
+            rows.append({"model": model, "train_examples": len(train), **scores.as_dict(), "seconds": result.seconds,
                          "steps": result.steps, "epochs": epochs, "loss_first": result.losses[0],
                          "loss_last": result.losses[-1], "score_seconds": time.perf_counter() - started})
         log.info("%d examples: %s", size, rows[-1])
-        rows.sort(key=lambda r: r["train_examples"])
+        rows.sort(key=lambda r: (MODEL_ORDER.get(r.get("model", DEFAULT_MODEL), 9), r["train_examples"]))
         _save("tallrec", payload)
     _save("tallrec", payload)  # also with no sizes: the classic baseline alone
     return payload
@@ -355,20 +357,30 @@ def docs() -> None:
         ev = data["eval"]
         lines = ["## TALLRec-style yes/no AUC, MovieLens-100K", "", TALLREC_INTRO.format(**ev), "",
                  "Commands: " + " and ".join(f"`{c}`" for c in data.get("commands", [data["command"]]))
-                 + f". Machine: {_machine(data['machine'])}; {data.get('date', 'date not recorded')}.", "",
-                 "| training examples | epochs | steps | train loss first -> last | AUC | 95% interval | accuracy "
-                 "| mass on Yes/No | train s |", "|---:|---:|---:|---|---:|---|---:|---:|---:|"]
+                 + f". Machine: {_machine(data['machine'], TALLREC_THREADS)}; "
+                 f"{data.get('date', 'date not recorded')}.", "",
+                 "| model | training examples | epochs | steps | train loss first -> last | AUC | 95% interval "
+                 "| accuracy | mass on Yes/No | train s | score s |",
+                 "|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|"]
         for r in data["rows"]:
             loss = f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}" if "loss_first" in r else "-"
             half = 1.96 * auc_standard_error(r["auc"], r["positives"], r["n"] - r["positives"])
-            lines.append(f"| {r['train_examples']} | {r.get('epochs', 0)} | {r['steps']} | {loss} | "
-                         f"{r['auc']:.3f} | {r['auc'] - half:.2f} .. {r['auc'] + half:.2f} | {r['accuracy']:.3f} | "
-                         f"{r['answer_mass']:.2f} | {r['seconds']:.0f} |")
+            scored = f"{r['score_seconds']:.0f}" if "score_seconds" in r else "-"
+            lines.append(f"| {r.get('model', DEFAULT_MODEL)} | {r['train_examples']} | {r.get('epochs', 0)} | "
+                         f"{r['steps']} | {loss} | {r['auc']:.3f} | {r['auc'] - half:.2f} .. {r['auc'] + half:.2f} | "
+                         f"{r['accuracy']:.3f} | {r['answer_mass']:.2f} | {r['seconds']:.0f} | {scored} |")
         if "baseline" in data:
             base = data["baseline"]
             half = 1.96 * auc_standard_error(base["auc"], ev["positives"], ev["examples"] - ev["positives"])
             lines += ["", f"Classic baseline on the same evaluation examples ({base['model']}): AUC "
                       f"**{base['auc']:.3f}** ({base['auc'] - half:.2f} .. {base['auc'] + half:.2f})."]
+        best = max(data["rows"], key=lambda r: r["auc"])
+        lines += ["", f"Best language-model row: {best.get('model', DEFAULT_MODEL)} with {best['train_examples']} "
+                  f"training examples, AUC {best['auc']:.3f}"
+                  + (f", against the classic baseline's {data['baseline']['auc']:.3f}" if "baseline" in data else "")
+                  + ". A mass on Yes/No near 0 means the model rarely answers with either word, so its score "
+                  "compares two unlikely next words (Gemma-3-270M is a base model, not tuned to follow a chat "
+                  "prompt)."]
         lines += ["", "95% interval: AUC +- 1.96 standard errors (Hanley & McNeil) over these evaluation examples; "
                   "an interval that holds 0.5 is not distinguishable from chance. TALLRec (LLaMA-7B, LoRA) reports "
                   "AUC 0.67 / 0.67 / 0.72 at 16 / 64 / 256 examples on MovieLens-100K."]
@@ -382,9 +394,9 @@ def docs() -> None:
             VERBALIZER_INTRO, "", f"Command: `{data['command']}`", "", report.to_markdown()]))
 
 
-def _machine(info: dict[str, Any]) -> str:
+def _machine(info: dict[str, Any], threads: str = "one thread") -> str:
     return (f"{info.get('cores')} cores, {info.get('memory_gib')} GiB, GPU {info.get('gpu', 'none')}, torch "
-            f"{info.get('torch', '?')} on one thread")
+            f"{info.get('torch', '?')} on {threads}")
 
 
 PTUM_INTRO = (
@@ -404,13 +416,26 @@ TIGER_INTRO = (
     "torch on one thread, beside another one-thread benchmark and at times the test suite on the 2 cores (fit times "
     "of both rows inflated alike); SASRec with the benchmark's tuned hyper-parameters. TIGER's recommendation time "
     "is the beam search (4 decoding steps of 30 beams per user).")
+DEFAULT_MODEL = "smollm2"
+TALLREC_THREADS = "each command's `--threads` (1 unless given)"
+MODEL_ORDER = {"smollm2": 0, "gemma3-270m": 1, "qwen2.5-0.5b": 2}
+"""The TALLRec section's models by name, in table order (rows measured before models were named are smollm2's)."""
+
+
+def _spec(model: str) -> str:
+    return "hf" if model == DEFAULT_MODEL else f"hf:{model}"
+
+
 TALLREC_INTRO = (
     "Leave-one-out split. Training examples: seeded samples of (last 10 training items with their ratings, a "
     "later training item) -> \"Yes\" if rated 4 or 5, else \"No\", from training interactions only. Evaluation: "
     "{examples} test interactions (one per sampled test user, {positives} liked), the history being everything "
-    "before it. Score log P(Yes) - log P(No) of the next token; AUC is the Mann-Whitney statistic. Model: "
-    "SmolLM2-135M-Instruct, LoRA r=8 on q/v projections, lr 3e-4, batch 8, CPU float32; 0 examples is the "
-    "untuned model.")
+    "before it. Score log P(Yes) - log P(No) of the next token; AUC is the Mann-Whitney statistic. Models: "
+    "the pinned default SmolLM2-135M-Instruct (smollm2), Gemma-3-270M (the pre-trained base model) and "
+    "Qwen2.5-Coder-0.5B-Instruct, each loaded by name (`--model`), the prompt in the model's chat template "
+    "(ChatML for Gemma-3-270M, whose file carries none); LoRA r=8 on q/v projections, lr 3e-4, batch 8, CPU "
+    "float32; 0 examples is the untuned model. Score s: seconds to score the evaluation examples (on the "
+    "command's `--threads`, 1 unless given).")
 VERBALIZER_INTRO = (
     "SASRec (benchmark hyper-parameters) retrieves its top 20 unseen items; the verbalizer shows them as "
     "labelled candidates A..T and reads the label the model writes. Zero-shot: the pinned SmolLM2-135M-Instruct. "
@@ -432,6 +457,8 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=256, help="verbalizer: LoRA training examples")
     parser.add_argument("--eval-examples", type=int, default=300, help="tallrec: held-out examples")
     parser.add_argument("--sizes", default="0,16,64,256", help="tallrec: training sizes (0: untuned)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="tallrec: the model by name (smollm2, gemma3-270m, "
+                        "qwen2.5-0.5b)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
