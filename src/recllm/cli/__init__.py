@@ -501,8 +501,8 @@ SERVE_OPTIONS: dict[str, Any] = {"timeout_keep_alive": 30}
 """uvicorn settings of `recllm serve`: idle connections are kept 30 s (uvicorn's default is 5), since under load
 a client reusing a pooled connection that the server has just closed gets a reset instead of an answer. The
 loop is asyncio unless ``--loop uvloop``: at 200 connections uvloop left some connections unserved for over
-2 s while the loop turned every 0.3 s (p99 2.1-2.2 s against 0.2 s on asyncio, same server and load;
-docs/benchmarks.md, service load)."""
+2 s while the loop turned every 0.3 s (p99 1.0-2.2 s against 0.2 s on asyncio in three runs of the same
+server and load; docs/benchmarks.md, service load)."""
 
 
 @app.command("serve")
