@@ -222,18 +222,30 @@ def retrieval_rows(args: argparse.Namespace, ids: list[str], tmp: Path) -> list[
     return rows
 
 
+def fresh_users(ids: list[str], seed: int) -> list[str]:
+    """The users in a seeded order, without the two the service re-ranks when it warms up (the dataset's first
+    and second: ``Service.warm``), so that no measured request is answered from a cache."""
+    warmed = set(ids[:2])
+    return [str(u) for u in np.random.default_rng(seed).permutation(ids[1:]) if str(u) not in warmed]
+
+
+def first_and_one_at_a_time(args: argparse.Namespace, base: str, fresh: list[str]) -> tuple[Phase, Phase]:
+    """The first re-ranked request after start (``fresh[0]``), then ``--rerank-requests`` more one at a time."""
+    first = asyncio.run(fire(base, fresh[:1], concurrency=1, k=args.k, rerank=True, timeout=600,
+                             name="first re-ranked request after start"))
+    sequential = asyncio.run(fire(base, fresh[1:1 + args.rerank_requests], concurrency=1, k=args.k, rerank=True,
+                                  timeout=600, name="EASE top-20 + likelihood re-ranking, one at a time"))
+    return first, sequential
+
+
 def rerank_rows(args: argparse.Namespace, ids: list[str], tmp: Path) -> dict[str, object]:
     """The default model on the default service (2 workers, each warming its model at start): the first
     re-ranked request, one at a time, concurrent beyond the queue, and retrieval while the model works."""
-    rng = np.random.default_rng(args.seed)
-    fresh = [str(u) for u in rng.permutation(ids[1:])]  # the dataset's first user is the one warmed at start
+    fresh = fresh_users(ids, args.seed)
     settings = f"llm_queue = {args.queue}\n"
     with server(free_port(), tmp / "rerank.sqlite", args.llm, workers=args.rerank_workers,
                 settings=settings) as (base, up):
-        first = asyncio.run(fire(base, fresh[:1], concurrency=1, k=args.k, rerank=True, timeout=600,
-                                 name="first re-ranked request after start"))
-        sequential = asyncio.run(fire(base, fresh[1:1 + args.rerank_requests], concurrency=1, k=args.k, rerank=True,
-                                      timeout=600, name="EASE top-20 + likelihood re-ranking, one at a time"))
+        first, sequential = first_and_one_at_a_time(args, base, fresh)
         burst_users = fresh[1 + args.rerank_requests:1 + 2 * args.rerank_requests + 40]
         loop_result: dict[str, Phase] = {}
 
@@ -255,14 +267,9 @@ def rerank_rows(args: argparse.Namespace, ids: list[str], tmp: Path) -> dict[str
 def compared_rows(args: argparse.Namespace, ids: list[str], tmp: Path) -> dict[str, object]:
     """The same service with ``--compare-llm`` (bfloat16 by default): its first re-ranked request and the next
     ones one at a time, the same users as ``rerank_rows``, for the ratio in one run."""
-    rng = np.random.default_rng(args.seed)
-    fresh = [str(u) for u in rng.permutation(ids[1:])]
     with server(free_port(), tmp / "compared.sqlite", args.compare_llm, workers=args.rerank_workers,
                 settings=f"llm_queue = {args.queue}\n") as (base, up):
-        first = asyncio.run(fire(base, fresh[:1], concurrency=1, k=args.k, rerank=True, timeout=600,
-                                 name="first re-ranked request after start"))
-        sequential = asyncio.run(fire(base, fresh[1:1 + args.rerank_requests], concurrency=1, k=args.k, rerank=True,
-                                      timeout=600, name="EASE top-20 + likelihood re-ranking, one at a time"))
+        first, sequential = first_and_one_at_a_time(args, base, fresh_users(ids, args.seed))
     return {"server": f"{args.rerank_workers} workers, LLM {args.compare_llm}, list cache", "start_s": round(up, 1),
             "phases": [asdict(p) for p in (first, sequential)]}
 

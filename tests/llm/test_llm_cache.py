@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from recllm.llm import CachedLLM, GenerationRequest, ResponseCache
 from recllm.llm.hf import HFBackend
@@ -64,7 +65,7 @@ def test_cache_store_round_trips_json(tmp_path: Path) -> None:
 def test_another_precision_of_the_same_model_never_reads_its_cached_scores(llm: HFBackend, tmp_path: Path) -> None:
     """float32 and bfloat16 runs of one model give different numbers, so they key the cache apart (a float32
     score served to a bfloat16 service, or back, would be a wrong answer that looks right)."""
-    half = HFBackend(dtype="bfloat16", num_threads=llm_threads())
+    half = HFBackend(dtype="bfloat16", num_threads=torch.get_num_threads())
     assert llm.cache_identity == llm.model_name == half.model_name != half.cache_identity
     path = tmp_path / "llm.sqlite"
     full_cached, half_cached = CachedLLM(llm, path), CachedLLM(half, path)
@@ -75,9 +76,3 @@ def test_another_precision_of_the_same_model_never_reads_its_cached_scores(llm: 
     np.testing.assert_array_equal(halved, half.logprobs(prompt, [" Paris", " Banana"]))
     assert not np.array_equal(full, halved)
     assert CachedLLM(half, path).logprobs(prompt, [" Paris", " Banana"]).tolist() == halved.tolist()
-
-
-def llm_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()

@@ -178,7 +178,7 @@ class CachedLLM(LLM):
         return self.inner.cache_identity
 
     def _key(self, method: str, payload: Any) -> str:
-        return cache_key(self.backend, self.inner.cache_identity, method, payload)
+        return cache_key(self.backend, self.cache_identity, method, payload)
 
     def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         keys = [self._key("generate", r.to_payload()) if r.deterministic else None for r in requests]
