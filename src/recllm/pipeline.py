@@ -15,7 +15,7 @@ and the rules that make stages fit together live in one place:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from recllm.models.popularity import MostPopular
 from recllm.models.registry import create_model
 from recllm.models.text import ItemEmbeddings, ReadsItemText
 from recllm.prompts.naming import catalog_for_llm
-from recllm.rerank.base import Reranker
+from recllm.rerank.base import Reranker, RerankRequest, RerankResult
 from recllm.rerank.factory import reranker_needs_llm
 from recllm.rerank.mitigation import PopularityBins, mitigate
 
@@ -183,6 +183,32 @@ class Recommendation:
     explanation_details: tuple[Any, ...] = ()
 
 
+@dataclass(frozen=True)
+class ListRequest:
+    """One list to make (``Pipeline.run``'s arguments): for a known ``user`` or an ad-hoc ``history``, ``k``
+    items, optionally only from ``candidates``, never ``exclude``; ``rerank`` and ``explain`` None follow the
+    pipeline (a re-ranker set; the config's ``explain``)."""
+
+    user: str | int | None = None
+    history: list[str] | None = None
+    k: int = 10
+    candidates: list[str] | None = None
+    exclude: tuple[str, ...] = ()
+    rerank: bool | None = None
+    explain: bool | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A checked request with its user's history ids, its retrieved candidates and the stages it runs."""
+
+    request: ListRequest
+    seen: list[str]
+    retrieved: ItemList
+    rerank: bool
+    explain: bool
+
+
 class Pipeline:
     """Retrieve candidates for a user or an ad-hoc history, optionally re-rank them with an LLM and explain
     the result. Results carry external item ids; a re-ranked list is always a permutation of candidates.
@@ -282,12 +308,30 @@ class Pipeline:
         """Retrieve ``max(k, n_candidates)`` items (never the history nor ``exclude``), re-rank them when a
         re-ranker is set (``rerank`` False skips it), keep ``k``, and attach an explanation to each when
         ``explain`` (default: the config's ``explain``). History items unknown to the retriever are skipped."""
+        return self.run_many([ListRequest(user, history, k, candidates, tuple(exclude), rerank, explain)])[0]
+
+    def run_many(self, requests: Sequence[ListRequest]) -> list[Recommendation]:
+        """``run`` for each request, in order; the lists to re-rank go to the re-ranker together (one model pass
+        where it ``scores_jointly``), so concurrent users share the model's work."""
+        plans = [self._retrieve(request) for request in requests]
+        reranked: dict[int, RerankResult] = {}
+        chosen = [i for i, plan in enumerate(plans) if plan.rerank and len(plan.retrieved) > 1]
+        if chosen and self.reranker is not None:
+            with self.llm_lock:
+                results = self.reranker.rerank_many([RerankRequest(plans[i].seen, plans[i].retrieved,
+                                                                   plans[i].request.user) for i in chosen])
+            reranked = dict(zip(chosen, results, strict=True))
+        return [self._finish(plan, reranked.get(i)) for i, plan in enumerate(plans)]
+
+    def _retrieve(self, request: ListRequest) -> _Plan:
+        """The request checked and its candidates retrieved."""
+        user, history, k = request.user, request.history, request.k
         if k < 1:
             raise RecllmError(f"k must be at least 1, got {k}")
         if (user is None) == (history is None):
             raise RecllmError("give exactly one of a user id or a history")
-        rerank = self.reranker is not None if rerank is None else rerank
-        explain = self.config.explain if explain is None else explain
+        rerank = self.reranker is not None if request.rerank is None else request.rerank
+        explain = self.config.explain if request.explain is None else request.explain
         if rerank and self.reranker is None:
             raise RecllmError("this pipeline has no re-ranker (configure [pipeline.reranker])")
         if explain and self.explainer is None:
@@ -295,27 +339,27 @@ class Pipeline:
         mitigation = self.config.mitigation
         pool = max(k, self.n_candidates) if rerank else max(k, mitigation.pool) if mitigation is not None else k
         seen = self._history_ids(user, history)
-        extra = list(exclude)
+        extra = list(request.exclude)
         model = self.retriever if seen or self.fallback is None else self.fallback
         if history is None and not extra and model is self.retriever:
-            retrieved = model.recommend(user, k=pool, candidates=candidates)
+            retrieved = model.recommend(user, k=pool, candidates=request.candidates)
         else:
-            retrieved = model.recommend(history=seen, k=pool, candidates=candidates, exclude=[*seen, *extra],
+            retrieved = model.recommend(history=seen, k=pool, candidates=request.candidates, exclude=[*seen, *extra],
                                         unknown_items="skip")
-        diagnostics = None
-        ranked = retrieved
-        if rerank and self.reranker is not None and len(retrieved) > 1:
-            with self.llm_lock:
-                result = self.reranker.rerank(seen, retrieved, user=user)
-            ranked, diagnostics = result.items, result.diagnostics
-        ranked = self._mitigated(ranked, seen, k) if mitigation is not None else ranked.top(k)
+        return _Plan(request, seen, retrieved, rerank, explain)
+
+    def _finish(self, plan: _Plan, reranked: RerankResult | None) -> Recommendation:
+        """The final ``k`` (re-ranked when it was, mitigated when configured), explained when asked."""
+        ranked, diagnostics = (reranked.items, reranked.diagnostics) if reranked is not None else (plan.retrieved, None)
+        k = plan.request.k
+        ranked = self._mitigated(ranked, plan.seen, k) if self.config.mitigation is not None else ranked.top(k)
         details: tuple[Any, ...] = ()
-        if explain and self.explainer is not None and len(ranked):
+        if plan.explain and self.explainer is not None and len(ranked):
             with self.llm_lock:
-                explained = self.explainer.explain_many([(seen, item) for item in ranked.items])
+                explained = self.explainer.explain_many([(plan.seen, item) for item in ranked.items])
             ranked = ItemList(ranked.items, ranked.scores, tuple(e.text for e in explained))
             details = tuple(explained)
-        return Recommendation(ranked, retrieved, diagnostics, details)
+        return Recommendation(ranked, plan.retrieved, diagnostics, details)
 
     def _mitigated(self, ranked: ItemList, history: list[str], k: int) -> ItemList:
         """The top ``k`` of ``ranked`` after the configured popularity mitigation."""

@@ -54,6 +54,22 @@ def test_scores_are_cached_exactly_and_survive_reopening(llm: HFBackend, tmp_pat
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_several_prompts_share_the_cache_of_single_calls(llm: HFBackend, tmp_path: Path) -> None:
+    cached = CachedLLM(llm, tmp_path / "llm.sqlite")
+    alone = cached.logprobs("The capital of France is", [" Paris", " Banana"])
+    calls = llm.usage.score_calls
+    jobs = [("The capital of France is", [" Paris", " Banana"]), ("The capital of Italy is", [" Rome"])]
+    together = cached.logprobs_many(jobs)
+    assert cached.stats() == {"hits": 1, "misses": 2}  # the first job was cached by the single call
+    assert llm.usage.score_calls == calls + 1  # only the second job reached the model
+    np.testing.assert_array_equal(together[0], alone)
+    again = cached.logprobs_many(jobs)
+    assert cached.stats() == {"hits": 3, "misses": 2} and llm.usage.score_calls == calls + 1
+    for a, b in zip(again, together, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(cached.logprobs("The capital of Italy is", [" Rome"]), together[1])
+
+
 def test_cache_store_round_trips_json(tmp_path: Path) -> None:
     with ResponseCache(tmp_path / "c.sqlite") as cache:
         cache.put_many([("k1", "hf", "m", "logprobs", [-0.1, -2.5]), ("k2", "hf", "m", "generate", {"text": "x"})])

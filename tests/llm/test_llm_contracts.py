@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from recllm.llm import LLM, Completion, Embedder, GenerationRequest
+from recllm.llm.hf import HFBackend
 from recllm.llm.openai_backend import OpenAIBackend
 from recllm.llm.server import create_app
 from recllm.testing import EmbedderContract, LLMBackendContract
@@ -47,6 +48,23 @@ class TestHFBackend(LLMBackendContract):
         return llm
 
 
+class TestHFBackendScoringPromptsJointly(LLMBackendContract):
+    """The hf backend with ``joint_scoring`` on (the GPU default): several prompts in one padded pass."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_llm(cls, llm: LLM) -> Iterator[LLM]:
+        assert isinstance(llm, HFBackend) and not llm.joint_scoring  # off on the CPU unless asked
+        llm.joint_scoring = True
+        try:
+            yield llm
+        finally:
+            llm.joint_scoring = False
+
+    def test_the_backend_says_it_scores_jointly(self, contract_llm: LLM) -> None:
+        assert contract_llm.scores_prompts_jointly
+
+
 class OverHTTP(LLMBackendContract):
     """The openai backend against the local server, with the given constructor options."""
 
@@ -62,11 +80,24 @@ class OverHTTP(LLMBackendContract):
 class TestOpenAIBackendWithTheRecllmExtension(OverHTTP):
     options: ClassVar[dict[str, object]] = {"can_score": True}
 
+    def test_several_prompts_go_in_one_request(self, contract_llm: LLM, llm: LLM) -> None:
+        before = contract_llm.usage.score_calls
+        contract_llm.logprobs_many([("One prompt", [" here", " there"]), ("And another,", [" longer", " one"])])
+        assert contract_llm.usage.score_calls == before + 1
+        # jointly in one model pass only where the server's own model does (hf: on a GPU)
+        assert contract_llm.scores_prompts_jointly is llm.scores_prompts_jointly
+
 
 class TestOpenAIBackendWithEchoScoring(OverHTTP):
     """Scoring through the plain OpenAI API (``/completions`` with ``echo`` and ``logprobs``), as on vLLM."""
 
     options: ClassVar[dict[str, object]] = {"can_score": True, "extension": False}
+
+    def test_several_prompts_go_in_one_request(self, contract_llm: LLM) -> None:
+        assert contract_llm.scores_prompts_jointly
+        before = contract_llm.usage.score_calls
+        contract_llm.logprobs_many([("One prompt", [" here", " there"]), ("And another,", [" longer", " one"])])
+        assert contract_llm.usage.score_calls == before + 1
 
 
 class TestOpenAIBackendFindsItsScoringRoute(OverHTTP):

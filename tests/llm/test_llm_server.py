@@ -65,6 +65,8 @@ def test_health_and_models_advertise_the_model_and_its_capabilities(client: Test
     ("/v1/recllm/logprobs", b'{"prompt": "The capital", "continuations": [" x"], "contination": 1}',
      "contination: Extra inputs are not permitted"),
     ("/v1/recllm/next_token_logprobs", b'{"prompt": "The capital"}', "tokens: Field required"),
+    ("/v1/recllm/logprobs_many", b'{"jobs": [{"prompt": "The capital", "continuation": [" x"]}]}',
+     "jobs.0.continuations: Field required"),
 ])
 def test_malformed_or_invalid_requests_are_400_with_a_message(client: TestClient, path: str, body: bytes,
                                                               expected: str) -> None:
@@ -165,6 +167,15 @@ def test_extension_endpoints_return_the_models_own_numbers(client: TestClient, l
     assert counts == [llm.count_tokens(t) for t in texts] == [5, 0, counts[2]]
     rendered = client.post("/v1/recllm/render_chat", json={"messages": QUESTION}).json()["prompt"]
     assert rendered == llm.render_chat(QUESTION)
+    jobs = [(prompt, titles), ("The capital of France is", [" Paris"]), ("Nothing to score", [])]
+    answer = client.post("/v1/recllm/logprobs_many",
+                         json={"jobs": [{"prompt": p, "continuations": c} for p, c in jobs]}).json()
+    assert answer["object"] == "recllm.logprobs_many" and answer["usage"]["scored_tokens"] > 4
+    for got, expected in zip(answer["logprobs"], llm.logprobs_many(jobs), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-9, rtol=0)
+    capabilities = client.get("/v1/recllm/capabilities").json()
+    assert "logprobs_many" in capabilities["endpoints"]
+    assert capabilities["scores_jointly"] is llm.scores_prompts_jointly
 
 
 # ---- over real HTTP, with stand-in models -----------------------------------------------------------------

@@ -3,7 +3,7 @@ default model (SmolLM2-135M): four candidates and one user keep it to a few mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,6 +12,7 @@ from rerank_helpers import CANDIDATES, HISTORY, PositionBiased, itemlist
 
 from recllm.data import ItemCatalog, ItemList
 from recllm.llm import LLM
+from recllm.llm.hf import HFBackend
 from recllm.rerank import (
     BlendedReranker,
     Diagnostics,
@@ -56,6 +57,23 @@ class ByName(OnTheFilmCatalog):
 
 class TestLikelihood(ByName):
     name = "likelihood"
+
+
+class TestLikelihoodScoringUsersJointly(OnTheFilmCatalog):
+    """The blended likelihood re-ranker over a model that scores several users' prompts in one pass (the
+    hf backend's GPU default, switched on here): ``rerank_many`` then makes one joint model call."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_reranker(cls, llm: LLM, movies: ItemCatalog) -> Iterator[Reranker]:
+        assert isinstance(llm, HFBackend)
+        llm.joint_scoring = True
+        try:
+            reranker = BlendedReranker(LikelihoodReranker(llm, movies), weight=0.5)
+            assert reranker.scores_jointly
+            yield reranker
+        finally:
+            llm.joint_scoring = False
 
 
 class TestVerbalizer(ByName):

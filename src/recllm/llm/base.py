@@ -262,6 +262,12 @@ class LLM(SpecBuilt, ABC):
         return None
 
     @property
+    def scores_prompts_jointly(self) -> bool:
+        """Whether ``logprobs_many`` scores several prompts in one model pass (or one server request), so that
+        gathering different users' prompts into one call pays; False where it only loops over the prompts."""
+        return False
+
+    @property
     def cache_identity(self) -> str:
         """What a response cache keys this model's answers by: the model, and whatever else changes its numbers
         (the ``hf`` backend adds a reduced precision), so two set-ups never read each other's scores."""
@@ -309,6 +315,28 @@ class LLM(SpecBuilt, ABC):
             return np.zeros(0, dtype=np.float64)
         return self._check_scores(self._logprobs(_check_prompt(prompt), continuations), len(continuations))
 
+    def logprobs_many(self, jobs: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+        """``logprobs(prompt, continuations)`` for each ``(prompt, continuations)`` job, in order: the same
+        numbers, in one model pass where the backend ``scores_prompts_jointly`` (different users' re-rankings
+        gathered by the service), else one call after another."""
+        self._require_scoring("logprobs_many")
+        if isinstance(jobs, str | bytes):
+            raise LLMError("jobs must be a list of (prompt, continuations) pairs, not one string")
+        checked: list[tuple[str, list[str]]] = []
+        for i, job in enumerate(jobs):
+            if not isinstance(job, tuple | list) or len(job) != 2:
+                raise LLMError(f"jobs[{i}] must be a (prompt, continuations) pair, got {type(job).__name__}")
+            prompt, continuations = job
+            try:
+                checked.append((_check_prompt(prompt), _check_texts(continuations, "continuations",
+                                                                     allow_empty_text=True)))
+            except LLMError as exc:
+                raise LLMError(f"jobs[{i}]: {exc}") from exc
+        busy = [(prompt, texts) for prompt, texts in checked if texts]
+        scored = iter(self._logprobs_many(busy) if busy else [])
+        return [self._check_scores(next(scored), len(texts)) if texts else np.zeros(0, dtype=np.float64)
+                for _, texts in checked]
+
     def next_token_logprobs(self, prompt: str, tokens: Sequence[str]) -> np.ndarray:
         """Log-probability of each single-token label as the very next token after ``prompt``."""
         self._require_scoring("next_token_logprobs")
@@ -323,6 +351,10 @@ class LLM(SpecBuilt, ABC):
 
     def _logprobs(self, prompt: str, continuations: list[str]) -> np.ndarray:
         raise CapabilityError(f"backend '{self.backend}' cannot score continuations")
+
+    def _logprobs_many(self, jobs: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """Every job's scores (each job has continuations); this default scores them one after another."""
+        return [self._logprobs(prompt, continuations) for prompt, continuations in jobs]
 
     def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
         raise CapabilityError(f"backend '{self.backend}' cannot score next tokens")

@@ -158,6 +158,10 @@ class CachedLLM(LLM):
     def context_length(self) -> int | None:
         return self.inner.context_length
 
+    @property
+    def scores_prompts_jointly(self) -> bool:
+        return self.inner.scores_prompts_jointly
+
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
@@ -215,6 +219,20 @@ class CachedLLM(LLM):
 
     def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
         return self._cached_scores("next_token_logprobs", prompt, tokens)
+
+    def _logprobs_many(self, jobs: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """Cached jobs answered from the cache; the others scored by the wrapped model in one call."""
+        keys = [self._key("logprobs", {"prompt": prompt, "texts": texts}) for prompt, texts in jobs]
+        found = self.cache.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        self._count(len(jobs) - len(missing), len(missing))
+        results = {i: np.asarray(found[key], dtype=np.float64) for i, key in enumerate(keys) if key in found}
+        if missing:
+            fresh = self.inner.logprobs_many([jobs[i] for i in missing])
+            results.update(zip(missing, fresh, strict=True))
+            self.cache.put_many([(keys[i], self.backend, self.model_name, "logprobs", [float(s) for s in results[i]])
+                                 for i in missing])
+        return [results[i] for i in range(len(jobs))]
 
     def __repr__(self) -> str:
         where = getattr(self.cache, "path", None) or getattr(self.cache, "safe_url", type(self.cache).__name__)

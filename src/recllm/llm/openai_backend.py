@@ -346,6 +346,21 @@ class OpenAIBackend(LLM):
         return isinstance(values, list) and len(values) >= 2
 
     @property
+    def scores_prompts_jointly(self) -> bool:
+        """Echo and ``prompt_logprobs`` scoring send every prompt in one request, which the server batches;
+        recllm's own server takes them in one request too, and says whether its model scores them jointly.
+        False while the server cannot be asked."""
+        try:
+            if not self.can_score:
+                return False
+            if self.score_route() != "extension":
+                return True
+            info = self.capabilities()
+            return info is not None and "logprobs_many" in info["endpoints"] and info.get("scores_jointly") is True
+        except LLMError:
+            return False
+
+    @property
     def can_schema(self) -> bool:
         return self._can_schema
 
@@ -458,6 +473,28 @@ class OpenAIBackend(LLM):
                                           len(continuations))
         return np.asarray([s for s, _ in self._echo_scores(prompt, continuations)], dtype=np.float64)
 
+    def _logprobs_many(self, jobs: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        if self.score_route() != "extension":
+            return [np.asarray([s for s, _ in scores], dtype=np.float64) for scores in self._echo_scores_many(jobs)]
+        if not self._extension_has("logprobs_many"):  # an older recllm server: one request a prompt
+            return super()._logprobs_many(jobs)
+        path = "/recllm/logprobs_many"
+        start = time.perf_counter()
+        data = self._post(path, {"model": self.model_name, "jobs": [{"prompt": p, "continuations": c}
+                                                                     for p, c in jobs]})
+        url = self._url(path)
+        rows = _dig(data, url, "logprobs")
+        if not isinstance(rows, list) or len(rows) != len(jobs) or any(
+                not isinstance(row, list) or len(row) != len(conts) or not all(_is_number(v) for v in row)
+                for row, (_, conts) in zip(rows, jobs, strict=False)):
+            raise LLMError(f"OpenAI-compatible server at {url} answered 'logprobs' {excerpt(json.dumps(rows))}, "
+                           f"expected {len(jobs)} lists of {', '.join(str(len(c)) for _, c in jobs)} numbers")
+        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+        self.usage.record_scoring(prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                                  scored_tokens=int(usage.get("scored_tokens", 0)),
+                                  seconds=time.perf_counter() - start)
+        return [np.asarray(row, dtype=np.float64) for row in rows]
+
     def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
         if self.score_route() == "extension" and self._extension_has("next_token_logprobs"):
             return self._extension_scores("/recllm/next_token_logprobs", {"prompt": prompt, "tokens": tokens},
@@ -487,14 +524,22 @@ class OpenAIBackend(LLM):
     def _echo_scores(self, prompt: str, continuations: list[str]) -> list[tuple[float, int]]:
         """(sum of log-probabilities, number of tokens) of each continuation, from ``/completions`` with
         ``echo``. Trailing spaces of the prompt move into each continuation, as in the hf backend."""
-        stripped = prompt.rstrip(" ")
-        spaces = prompt[len(stripped):]
-        boundary = len(stripped)
-        results: list[tuple[float, int]] = [(0.0, 0)] * len(continuations)
-        todo = [i for i, c in enumerate(continuations) if spaces + c]
-        if not todo:
+        return self._echo_scores_many([(prompt, continuations)])[0]
+
+    def _echo_scores_many(self, jobs: list[tuple[str, list[str]]]) -> list[list[tuple[float, int]]]:
+        """``_echo_scores`` of several prompts in one ``/completions`` request (the server batches its prompts)."""
+        results: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(conts) for _, conts in jobs]
+        texts: list[str] = []
+        places: list[tuple[int, int, int]] = []  # (job, continuation, boundary) of each echoed text
+        for j, (prompt, continuations) in enumerate(jobs):
+            stripped = prompt.rstrip(" ")
+            spaces = prompt[len(stripped):]
+            for i, continuation in enumerate(continuations):
+                if spaces + continuation:
+                    texts.append(stripped + spaces + continuation)
+                    places.append((j, i, len(stripped)))
+        if not texts:
             return results
-        texts = [stripped + spaces + continuations[i] for i in todo]
         url = self._url("/completions")
         start = time.perf_counter()
         vllm = self.score_route() == "prompt_logprobs"
@@ -512,8 +557,9 @@ class OpenAIBackend(LLM):
                 raise LLMError(f"OpenAI-compatible server at {url} answered a choice with index {index!r}")
             if vllm:
                 choice = _echoed_from_prompt_logprobs(choice, url, len(texts[index]))
+            job, slot, boundary = places[index]
             total, n_before, n_inside = self._sum_continuation(choice, url, boundary, len(texts[index]))
-            results[todo[index]] = (total, n_inside)
+            results[job][slot] = (total, n_inside)
             prompt_tokens += n_before
             scored_tokens += n_inside
         self.usage.record_scoring(prompt_tokens=prompt_tokens, scored_tokens=scored_tokens,

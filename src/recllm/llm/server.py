@@ -17,7 +17,9 @@ Endpoints (an OpenAI subset, plus a recllm extension under ``/v1/recllm``):
   scores the prompt. Streaming and chat ``logprobs`` are not offered (400).
 - ``GET /v1/recllm/capabilities``; ``POST /v1/recllm/logprobs`` ``{prompt, continuations}`` and
   ``POST /v1/recllm/next_token_logprobs`` ``{prompt, tokens}`` (the model's own scoring, so the numbers equal
-  the in-process ones exactly); ``POST /v1/recllm/tokenize`` ``{texts}``; ``POST /v1/recllm/render_chat``
+  the in-process ones exactly); ``POST /v1/recllm/logprobs_many`` ``{jobs: [{prompt, continuations}, ...]}``
+  (several prompts in one call, joint where the model ``scores_prompts_jointly``, which the capabilities say as
+  ``scores_jointly``); ``POST /v1/recllm/tokenize`` ``{texts}``; ``POST /v1/recllm/render_chat``
   ``{messages, add_generation_prompt}``. ``recllm.llm.openai_backend.OpenAIBackend`` uses these when
   the server advertises them.
 
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_ITEMS = 4096  # longest list of prompts, continuations, labels or texts one request may carry
-EXTENSION_ENDPOINTS = ("capabilities", "logprobs", "next_token_logprobs", "tokenize", "render_chat")
+EXTENSION_ENDPOINTS = ("capabilities", "logprobs", "logprobs_many", "next_token_logprobs", "tokenize", "render_chat")
 
 
 # ---- request and response models ------------------------------------------------------------------------
@@ -151,6 +153,20 @@ class LogprobsRequest(_ExtensionRequest):
 
     prompt: str
     continuations: Annotated[list[str], Field(max_length=MAX_ITEMS)]
+
+
+class ScoringJob(BaseModel):
+    """One prompt and the continuations to score after it, in ``POST /v1/recllm/logprobs_many``."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str
+    continuations: Annotated[list[str], Field(max_length=MAX_ITEMS)]
+
+
+class LogprobsManyRequest(_ExtensionRequest):
+    """Body of ``POST /v1/recllm/logprobs_many``: several prompts' continuations scored in one call."""
+
+    jobs: Annotated[list[ScoringJob], Field(max_length=MAX_ITEMS)]
 
 
 class NextTokenRequest(_ExtensionRequest):
@@ -253,6 +269,15 @@ class ScoresResponse(BaseModel):
     usage: ScoreUsage
 
 
+class ScoresManyResponse(BaseModel):
+    """Answer of ``POST /v1/recllm/logprobs_many``: each job's continuation log-probabilities, in order."""
+
+    object: Literal["recllm.logprobs_many"] = "recllm.logprobs_many"
+    model: str
+    logprobs: list[list[float]]
+    usage: ScoreUsage
+
+
 class TokenizeResponse(BaseModel):
     """Answer of ``POST /v1/recllm/tokenize``."""
 
@@ -277,6 +302,7 @@ class Capabilities(BaseModel):
     can_schema: bool
     context_length: int | None
     echo_logprobs: bool
+    scores_jointly: bool = False
     endpoints: list[str]
 
 
@@ -410,6 +436,7 @@ class _Service:
         return Capabilities(recllm_version=__version__, backend=self.llm.backend, model=self.name,
                             can_score=self.llm.can_score, can_schema=self.llm.can_schema,
                             context_length=self.llm.context_length, echo_logprobs=self.echo_logprobs,
+                            scores_jointly=self.llm.can_score and self.llm.scores_prompts_jointly,
                             endpoints=list(EXTENSION_ENDPOINTS))
 
     @staticmethod
@@ -494,6 +521,19 @@ class _Service:
         values, prompt_tokens, scored_tokens = self.locked(run)
         return ScoresResponse(model=self.name, logprobs=values,
                               usage=ScoreUsage(prompt_tokens=prompt_tokens, scored_tokens=scored_tokens))
+
+
+    def scores_many(self, jobs: list[ScoringJob]) -> ScoresManyResponse:
+        def run() -> tuple[list[list[float]], int, int]:
+            usage = self.llm.usage
+            before = (usage.prompt_tokens, usage.scored_tokens)
+            values = self.llm.logprobs_many([(job.prompt, job.continuations) for job in jobs])
+            return ([[float(v) for v in row] for row in values], usage.prompt_tokens - before[0],
+                    usage.scored_tokens - before[1])
+
+        values, prompt_tokens, scored_tokens = self.locked(run)
+        return ScoresManyResponse(model=self.name, logprobs=values,
+                                  usage=ScoreUsage(prompt_tokens=prompt_tokens, scored_tokens=scored_tokens))
 
 
 def _request(build: Callable[[], GenerationRequest]) -> GenerationRequest:
@@ -603,6 +643,10 @@ def create_app(llm: LLM, *, default_max_tokens: int = 256) -> FastAPI:
     @app.post("/v1/recllm/logprobs")
     def logprobs(body: LogprobsRequest) -> ScoresResponse:
         return service.scores("logprobs", body.prompt, body.continuations)
+
+    @app.post("/v1/recllm/logprobs_many")
+    def logprobs_many(body: LogprobsManyRequest) -> ScoresManyResponse:
+        return service.scores_many(body.jobs)
 
     @app.post("/v1/recllm/next_token_logprobs")
     def next_token_logprobs(body: NextTokenRequest) -> ScoresResponse:

@@ -7,6 +7,7 @@ from recllm.rerank.base import (
     LLMReranker,
     Reranker,
     RerankError,
+    RerankRequest,
     RerankResult,
     ground,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "PermutationAggregator",
     "RankingParser",
     "RerankError",
+    "RerankRequest",
     "RerankResult",
     "Reranker",
     "StudentFeatures",

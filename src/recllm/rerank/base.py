@@ -50,6 +50,16 @@ class RerankResult:
         return self.items.items
 
 
+@dataclass(frozen=True)
+class RerankRequest:
+    """One user's re-ranking, as ``rerank`` takes it: the history (oldest first), the retriever's candidates
+    and the user's id (or None)."""
+
+    history: Sequence[str]
+    candidates: ItemList
+    user: object | None = None
+
+
 class Reranker(ABC):
     """Re-orders a retriever's candidates for one user: ``rerank(history, candidates) -> RerankResult``.
 
@@ -69,6 +79,16 @@ class Reranker(ABC):
     @abstractmethod
     def rerank(self, history: Sequence[str], candidates: ItemList, *, user: object | None = None) -> RerankResult:
         """The candidates re-ranked for the user with ``history``."""
+
+    @property
+    def scores_jointly(self) -> bool:
+        """Whether ``rerank_many`` runs its users through the model together (faster than one by one), so that
+        a service gathers concurrent requests for it; False where it only loops."""
+        return False
+
+    def rerank_many(self, cases: Sequence[RerankRequest]) -> list[RerankResult]:
+        """``rerank`` of each case, in order (one model pass for all where ``scores_jointly``)."""
+        return [self.rerank(case.history, case.candidates, user=case.user) for case in cases]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -183,11 +203,33 @@ class LLMReranker(Reranker):
     def _attempt(self, history: list[str], candidates: ItemList, user: object | None) -> Attempt:
         """The model's answer for one user (candidates non-empty)."""
 
+    def _attempts(self, cases: list[tuple[list[str], ItemList, object | None]]) -> list[Attempt]:
+        """The model's answers for several users (each with candidates); this default asks one after another."""
+        return [self._attempt(history, candidates, user) for history, candidates, user in cases]
+
     def rerank(self, history: Sequence[str], candidates: ItemList, *, user: object | None = None) -> RerankResult:
-        history = check_inputs(history, candidates)
+        return self.rerank_many([RerankRequest(history, candidates, user)])[0]
+
+    def rerank_many(self, cases: Sequence[RerankRequest]) -> list[RerankResult]:
+        """Every case's result. Each one's ``latency_s`` is the whole call's (what each user waited); the scored
+        tokens of a call for several users are shared among them by their numbers of candidates."""
+        histories = [check_inputs(case.history, case.candidates) for case in cases]
         start = time.perf_counter()
         scored_before = self.llm.usage.scored_tokens
-        attempt = Attempt(proposed=()) if len(candidates) == 0 else self._attempt(history, candidates, user)
+        busy = [i for i, case in enumerate(cases) if len(case.candidates)]
+        attempts = dict.fromkeys(range(len(cases)), Attempt(proposed=()))
+        if busy:
+            answers = self._attempts([(histories[i], cases[i].candidates, cases[i].user) for i in busy])
+            attempts.update(zip(busy, answers, strict=True))
+        latency = time.perf_counter() - start
+        scored = max(0, self.llm.usage.scored_tokens - scored_before)
+        shares = np.array([len(case.candidates) for case in cases], dtype=np.float64)
+        shares = shares / shares.sum() if shares.sum() else np.full(len(cases), 1 / max(len(cases), 1))
+        return [self._result(attempts[i], case.candidates, latency, round(scored * share))
+                for i, (case, share) in enumerate(zip(cases, shares, strict=True))]
+
+    def _result(self, attempt: Attempt, candidates: ItemList, latency: float, scored_tokens: int) -> RerankResult:
+        """The attempt grounded in the candidates, with its diagnostics."""
         grounded = ground(attempt.proposed, candidates.items)
         n = len(grounded.order)
         if attempt.scores is not None and all(item in attempt.scores for item in grounded.order):
@@ -196,15 +238,13 @@ class LLMReranker(Reranker):
             scores = positional_scores(n)
         items = ItemList(grounded.order, scores)
         hallucinated = attempt.hallucinated + grounded.outside
-        latency = time.perf_counter() - start
         diagnostics = Diagnostics(
             reranker=self.name, model=self.llm.model_name, backend=self.llm.backend, n_candidates=n,
             outputs=attempt.outputs, format_errors=attempt.format_errors,
             mentions=len(attempt.proposed) + len(attempt.hallucinated), hallucinated=hallucinated,
             duplicates=grounded.duplicates, missing_filled=grounded.missing_filled,
             outside_result=grounded.outside_result, latency_s=latency, prompt_tokens=attempt.prompt_tokens,
-            generated_tokens=attempt.generated_tokens,
-            scored_tokens=max(0, self.llm.usage.scored_tokens - scored_before), llm_calls=attempt.llm_calls,
+            generated_tokens=attempt.generated_tokens, scored_tokens=scored_tokens, llm_calls=attempt.llm_calls,
             history_dropped=attempt.history_dropped, raw_outputs=attempt.raw_outputs)
         if hallucinated or grounded.duplicates or attempt.format_errors:
             log.debug("%s: %d hallucinated, %d duplicates, %d format errors, %d filled", self.name,

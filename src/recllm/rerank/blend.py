@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from recllm.data.itemlist import ItemList
-from recllm.rerank.base import Reranker, RerankError, RerankResult, check_inputs, sort_by_scores
+from recllm.rerank.base import Reranker, RerankError, RerankRequest, RerankResult, check_inputs, sort_by_scores
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,25 @@ class BlendedReranker(Reranker):
     def name(self) -> str:
         return f"blend({self.reranker.name})"
 
+    @property
+    def scores_jointly(self) -> bool:
+        return self.reranker.scores_jointly
+
     def rerank(self, history: Sequence[str], candidates: ItemList, *, user: object | None = None) -> RerankResult:
-        history = check_inputs(history, candidates)
+        return self.rerank_many([RerankRequest(history, candidates, user)])[0]
+
+    def rerank_many(self, cases: Sequence[RerankRequest]) -> list[RerankResult]:
+        for case in cases:
+            check_inputs(case.history, case.candidates)
         start = time.perf_counter()
-        inner = self.reranker.rerank(history, candidates, user=user)
-        items = blend_scores(candidates, inner.items, self.weight, normalize=self.normalize)
-        diagnostics = replace(inner.diagnostics, reranker=self.name, latency_s=time.perf_counter() - start)
-        return RerankResult(items=items, diagnostics=diagnostics, n_ranked=len(items))
+        inner = self.reranker.rerank_many(cases)
+        latency = time.perf_counter() - start
+        results = []
+        for case, result in zip(cases, inner, strict=True):
+            items = blend_scores(case.candidates, result.items, self.weight, normalize=self.normalize)
+            diagnostics = replace(result.diagnostics, reranker=self.name, latency_s=latency)
+            results.append(RerankResult(items=items, diagnostics=diagnostics, n_ranked=len(items)))
+        return results
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ favour short titles whose few tokens moved a lot. ``True``/``False`` force it ei
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from recllm.config import checked
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.llm.base import LLM, CapabilityError
-from recllm.prompts import PromptBuilder, piece_counter
+from recllm.prompts import Prompt, PromptBuilder, piece_counter
 from recllm.rerank.base import Attempt, LLMReranker, RerankError, sort_by_scores
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,31 @@ class LikelihoodReranker(LLMReranker):
         """Forget the cached priors (e.g. after changing the model behind ``llm``)."""
         self._prior.clear()
 
+    @property
+    def scores_jointly(self) -> bool:
+        """Several users' prompts go to the model in one ``logprobs_many`` call, joint where the model is."""
+        return self.llm.scores_prompts_jointly
+
     def score(self, history: list[str], candidates: ItemList | list[str], *, user: object | None = None
               ) -> LikelihoodScores:
         """The scores of every candidate for one user, with the parts they are made of."""
-        ids = tuple(candidates.items) if isinstance(candidates, ItemList) else tuple(str(c) for c in candidates)
-        if not ids:
+        return self.score_many([(history, candidates, user)])[0]
+
+    def score_many(self, cases: Sequence[tuple[list[str], ItemList | list[str], object | None]]
+                   ) -> list[LikelihoodScores]:
+        """``score`` for several users, their history prompts scored in one ``logprobs_many`` call."""
+        ids = [tuple(c.items) if isinstance(c, ItemList) else tuple(str(i) for i in c) for _, c, _ in cases]
+        if not all(ids):
             raise RerankError("likelihood scoring needs at least one candidate")
-        prompt = self.builder.build(history, user=user, candidates=ids)
+        prompts = [self.builder.build(history, user=user, candidates=items)
+                   for (history, _, user), items in zip(cases, ids, strict=True)]
+        conditional = self.llm.logprobs_many([(p.render(self.llm), list(p.continuations)) for p in prompts])
+        return [self._scores(items, prompt, values) for items, prompt, values in zip(ids, prompts, conditional,
+                                                                                     strict=True)]
+
+    def _scores(self, ids: tuple[str, ...], prompt: Prompt, conditional: np.ndarray) -> LikelihoodScores:
+        """One user's scores from the conditional log-likelihoods of the titles (the priors added here)."""
         continuations = list(prompt.continuations)
-        conditional = self.llm.logprobs(prompt.render(self.llm), continuations)
         calls, prompt_tokens = 1, prompt.n_tokens
         prior = np.zeros(len(ids), dtype=np.float64)
         if self.calibrate:
@@ -135,8 +151,11 @@ class LikelihoodReranker(LLMReranker):
         return self._tokens[continuation]
 
     def _attempt(self, history: list[str], candidates: ItemList, user: object | None) -> Attempt:
-        scores = self.score(history, candidates, user=user)
-        return Attempt(proposed=sort_by_scores(scores.candidates, scores.score),
-                       scores=dict(zip(scores.candidates, (float(s) for s in scores.score), strict=True)),
-                       prompt_tokens=scores.prompt_tokens, llm_calls=scores.llm_calls,
-                       history_dropped=scores.history_dropped)
+        return self._attempts([(history, candidates, user)])[0]
+
+    def _attempts(self, cases: list[tuple[list[str], ItemList, object | None]]) -> list[Attempt]:
+        return [Attempt(proposed=sort_by_scores(scores.candidates, scores.score),
+                        scores=dict(zip(scores.candidates, (float(s) for s in scores.score), strict=True)),
+                        prompt_tokens=scores.prompt_tokens, llm_calls=scores.llm_calls,
+                        history_dropped=scores.history_dropped)
+                for scores in self.score_many(list(cases))]

@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from fastapi import FastAPI, Query, Request
@@ -29,7 +29,15 @@ from recllm.errors import RecllmError
 from recllm.serve.list_cache import ListCache
 from recllm.serve.llm_queue import LLMQueue
 from recllm.serve.operations import Metrics, Operations
-from recllm.serve.service import DEFAULT_K, NotFoundError, Recommendations, Service, ServiceConfig, ServiceError
+from recllm.serve.service import (
+    DEFAULT_K,
+    ListAsk,
+    NotFoundError,
+    Recommendations,
+    Service,
+    ServiceConfig,
+    ServiceError,
+)
 from recllm.serve.storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -330,7 +338,9 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         key = (user, k, rerank, explain)
         body = lists.get(key, version)
         if body is None:
-            if rerank or explain:
+            if rerank and not explain:
+                result = await _reranked(s, ListAsk(user, k=k, rerank=True))
+            elif explain:
                 result = await queue.run(s.recommend, user, k=k, rerank=rerank, explain=explain)
             else:
                 result = await run_in_threadpool(s.recommend, user, k=k)
@@ -340,10 +350,19 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
 
     @app.post("/recommendations", response_model=RecommendationsOut)
     async def recommend_history(body: HistoryRequest) -> Response:
-        call = functools.partial(svc().recommend, history=body.history, k=body.k, rerank=body.rerank,
-                                 explain=body.explain)
-        result = await (queue.run(call) if body.rerank or body.explain else run_in_threadpool(call))
+        s = svc()
+        if body.rerank and not body.explain:
+            result = await _reranked(s, ListAsk(history=tuple(body.history), k=body.k, rerank=True))
+        else:
+            call = functools.partial(s.recommend, history=body.history, k=body.k, rerank=body.rerank,
+                                     explain=body.explain)
+            result = await (queue.run(call) if body.explain else run_in_threadpool(call))
         return Response(_recommendations_json(result), media_type="application/json")
+
+    async def _reranked(s: Service, ask: ListAsk) -> Recommendations:
+        """A re-ranked list from the model's queue, in one model call with the other users' lists waiting
+        there (``Service.list_batch`` at most)."""
+        return cast(Recommendations, await queue.run_batched("lists", s.recommend_many, ask, max_batch=s.list_batch))
 
     @app.post("/ratings/predict", response_model=RatingOut)
     async def rate(body: RatingRequest) -> RatingOut:

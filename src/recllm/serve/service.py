@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pydantic
 
@@ -45,7 +45,15 @@ from recllm.errors import RecllmError
 from recllm.llm.base import LLM, LLMError
 from recllm.models.base import Recommender
 from recllm.models.rating import BiasedBaseline
-from recllm.pipeline import LLMStages, Pipeline, PipelineConfig, RerankerConfig, RetrieverConfig
+from recllm.pipeline import (
+    ListRequest,
+    LLMStages,
+    Pipeline,
+    PipelineConfig,
+    Recommendation,
+    RerankerConfig,
+    RetrieverConfig,
+)
 from recllm.serve.new_items import NewItems
 from recllm.serve.storage import FeedbackRecord, ItemRecord, StorageError, Store
 
@@ -126,6 +134,10 @@ class ServiceConfig(pydantic.BaseModel):
     llm_queue: int = pydantic.Field(default=16, ge=1, le=10_000, description="model requests (re-ranked or "
                                     "explained lists, ratings, explanations) queued or running in a worker "
                                     "before the next is refused with 503 and Retry-After")
+    rerank_batch: int | None = pydantic.Field(default=None, ge=1, le=256, description="re-ranked lists of "
+                                              "different users waiting on the model that one model call answers "
+                                              "together (default: 8 where the re-ranker scores users jointly, as "
+                                              "on a GPU or a batching model server; else 1)")
     warm_llm: bool = pydantic.Field(default=True, description="run one re-ranked, explained list at start, so "
                                     "the first person's request does not pay the model's first-call costs")
 
@@ -172,6 +184,27 @@ class Recommendations:
     explained: bool
     history_length: int
     diagnostics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ListAsk:
+    """One list a client asked for: a known ``user`` or an ad-hoc ``history``, ``k`` items, re-ranked and
+    explained or not."""
+
+    user: str | None = None
+    history: tuple[str, ...] | None = None
+    k: int = DEFAULT_K
+    rerank: bool = False
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A checked ask with the user's history ids and disliked items."""
+
+    ask: ListAsk
+    seen: list[str]
+    disliked: set[str]
 
 
 @dataclass
@@ -340,6 +373,49 @@ class Service:
     def recommend(self, user: str | None = None, *, history: list[str] | None = None, k: int = DEFAULT_K,
                   rerank: bool = False, explain: bool = False) -> Recommendations:
         """Top ``k`` for a known ``user`` (dataset history plus stored feedback) or an ad-hoc ``history``."""
+        outcome = self.recommend_many([ListAsk(user, tuple(history) if history is not None else None, k, rerank,
+                                               explain)])[0]
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome
+
+    @property
+    def list_batch(self) -> int:
+        """How many concurrent re-ranked lists the model's queue hands to ``recommend_many`` at once:
+        ``rerank_batch`` when set, else 8 where the re-ranker scores users jointly (a GPU, a model server
+        that batches) and 1 where it would only loop (then gathering would only make the first wait)."""
+        if self.config.rerank_batch is not None:
+            return self.config.rerank_batch
+        reranker = self.pipeline.reranker
+        return 8 if self._stages is not None and reranker is not None and reranker.scores_jointly else 1
+
+    def recommend_many(self, asks: Sequence[ListAsk]) -> list[Recommendations | ServiceError]:
+        """``recommend`` for each ask, in order, with the re-ranking of all of them in one model call; a bad
+        ask is answered by its own error (the others go on), and when the joint call fails each list is made
+        again alone, so one user's failure is never another's."""
+        prepared: list[_Prepared | ServiceError] = []
+        for ask in asks:
+            try:
+                prepared.append(self._prepare(ask))
+            except ServiceError as exc:
+                prepared.append(exc)
+        ready = [i for i, p in enumerate(prepared) if not isinstance(p, ServiceError)]
+        outcomes: dict[int, Recommendations | ServiceError] = {i: p for i, p in enumerate(prepared)
+                                                               if isinstance(p, ServiceError)}
+        try:
+            made = self._run([p for p in prepared if not isinstance(p, ServiceError)])
+            outcomes.update(zip(ready, made, strict=True))
+        except ServiceError as failed:
+            for i in ready:
+                try:
+                    outcomes[i] = self._run([cast(_Prepared, prepared[i])])[0] if len(ready) > 1 else failed
+                except ServiceError as exc:
+                    outcomes[i] = exc
+        return [outcomes[i] for i in range(len(asks))]
+
+    def _prepare(self, ask: ListAsk) -> _Prepared:
+        """The ask checked, with the user's history and dislikes (or the ad-hoc history's known items)."""
+        user, history, k = ask.user, ask.history, ask.k
         if not 1 <= k <= self.config.max_k:
             raise ServiceError(f"k must be between 1 and {self.config.max_k}, got {k}")
         if (user is None) == (history is None):
@@ -348,22 +424,35 @@ class Service:
         if user is not None:
             seen, disliked = self.history(user)
         else:
-            unknown = [h for h in history or [] if h not in self.catalog]
+            unknown = [h for h in history or () if h not in self.catalog]
             if unknown:
                 self._load_new_items()  # another worker may have added them
                 unknown = [h for h in unknown if h not in self.catalog]
             if unknown:
                 raise NotFoundError(f"unknown item(s) in the history: {', '.join(map(repr, unknown[:5]))}")
-            seen = list(history or [])
-        if explain or (rerank and self.pipeline.needs_llm):
+            seen = list(history or ())
+        if ask.explain or (ask.rerank and self.pipeline.needs_llm):
             self._require_llm()
+        return _Prepared(ask, seen, disliked)
+
+    def _run(self, prepared: list[_Prepared]) -> list[Recommendations]:
+        """The pipeline's lists for prepared asks (one re-ranking call for all), as cards."""
+        if not prepared:
+            return []
+        requests = [ListRequest(history=p.seen, k=p.ask.k, exclude=tuple(sorted(p.disliked)), rerank=p.ask.rerank,
+                                explain=p.ask.explain) for p in prepared]
         try:
             with _llm_errors():
-                outcome = self.pipeline.run(history=seen, k=k, exclude=sorted(disliked), rerank=rerank, explain=explain)
+                outcomes = self.pipeline.run_many(requests)
         except RecllmError as exc:
             if isinstance(exc, ServiceError):
                 raise
             raise ServiceError(str(exc)) from exc
+        return [self._cards(p, outcome) for p, outcome in zip(prepared, outcomes, strict=True)]
+
+    def _cards(self, prepared: _Prepared, outcome: Recommendation) -> Recommendations:
+        """The list as shown: items with their reasons, run-time items placed, cut to ``k``."""
+        ask, seen, disliked = prepared.ask, prepared.seen, prepared.disliked
         ranked = outcome.items
         diagnostics = None
         if outcome.rerank_diagnostics is not None:
@@ -374,12 +463,12 @@ class Service:
             reasons = [(e.text, not e.fallback_used) for e in outcome.explanation_details]
         entries = list(zip(ranked.items, ranked.scores, reasons, strict=True))
         placed = self.new_items.place([(i, float(s)) for i, s in zip(ranked.items, ranked.scores, strict=True)],
-                                      seen, disliked, k, self.config.new_item_slots)
+                                      seen, disliked, ask.k, self.config.new_item_slots)
         for new in placed:
             entries.insert(new.position, (new.item, new.score, (new.reason, True)))
-        entries = entries[:k]
+        entries = entries[:ask.k]
         items = tuple(self._card(item, float(score), reason, checked) for item, score, (reason, checked) in entries)
-        return Recommendations(user, items, rerank, explain, len(seen), diagnostics)
+        return Recommendations(ask.user, items, ask.rerank, ask.explain, len(seen), diagnostics)
 
     def rate(self, user: str | None, item: str, *, history: list[str] | None = None) -> float:
         """The LLM's expected rating of ``item`` for a known user or an ad-hoc history."""

@@ -156,6 +156,20 @@ class LLMBackendContract:
         np.testing.assert_allclose(alone, together[2:], rtol=0, atol=self.score_tolerance)
         np.testing.assert_allclose(again, alone, rtol=0, atol=self.score_tolerance)
 
+    def test_several_prompts_score_as_each_alone(self, contract_llm: LLM) -> None:
+        llm = self._scorer(contract_llm)
+        jobs = [(self.prompt, [self.continuation, "", " London"]), ("Pick a letter:", []),
+                ("A longer prompt, so that the prompts differ: " + self.prompt, [self.continuation + self.extension]),
+                ("Pick a letter:", list(self.labels))]
+        together = llm.logprobs_many(jobs)
+        assert len(together) == len(jobs)
+        for (prompt, continuations), scores in zip(jobs, together, strict=True):
+            assert scores.dtype == np.float64 and scores.shape == (len(continuations),)
+            np.testing.assert_allclose(scores, llm.logprobs(prompt, continuations), rtol=0, atol=self.score_tolerance)
+        assert llm.logprobs_many([]) == []
+        with pytest.raises(LLMError, match=r"jobs\[1\]"):
+            llm.logprobs_many([(self.prompt, [self.continuation]), ("", [self.continuation])])
+
     def test_next_token_logprobs_are_a_sub_distribution(self, contract_llm: LLM) -> None:
         llm = self._scorer(contract_llm)
         labels = list(self.labels)

@@ -16,7 +16,7 @@ import pytest
 
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
-from recllm.rerank.base import Reranker, RerankError, RerankResult
+from recllm.rerank.base import Reranker, RerankError, RerankRequest, RerankResult
 from recllm.rerank.diagnostics import Diagnostics, summarize_diagnostics
 from recllm.testing.data import film_catalog, ranked
 
@@ -120,6 +120,21 @@ class RerankerContract:
         assert again.order == contract_case.result.order
         assert again.n_ranked == contract_case.result.n_ranked
         np.testing.assert_allclose(again.items.scores, contract_case.result.items.scores, rtol=1e-6, atol=1e-6)
+
+    def test_several_users_at_once_get_what_each_gets_alone(self, contract_case: RerankCase) -> None:
+        reranker, history, candidates = contract_case.reranker, contract_case.history, contract_case.candidates
+        shorter = history[1:] or history
+        requests = [RerankRequest(history, candidates), RerankRequest(shorter, candidates.top(3), user="contract-user"),
+                    RerankRequest(history, ItemList.empty())]
+        together = reranker.rerank_many(requests)
+        assert len(together) == len(requests)
+        alone = [contract_case.result, reranker.rerank(shorter, candidates.top(3), user="contract-user")]
+        for joint, single in zip(together, alone, strict=False):
+            assert joint.order == single.order and joint.n_ranked == single.n_ranked
+            np.testing.assert_allclose(joint.items.scores, single.items.scores, rtol=1e-4, atol=1e-4)
+            assert joint.diagnostics.n_candidates == single.diagnostics.n_candidates
+        assert together[2].order == () and together[2].diagnostics.n_candidates == 0
+        assert reranker.rerank_many([]) == []
 
     # ---- edge cases -------------------------------------------------------------------------------
     def test_no_candidates_give_an_empty_result(self, contract_case: RerankCase) -> None:
