@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import _script
+from _cases import ease_top20
 from _docs import machine_text, write_section
 from recllm.chat.extract import EXTRACTION_PROMPT, extraction_schema, first_json_object
-from recllm.cli import parse_params
 from recllm.data import load_dataset
-from recllm.eval.candidates import evaluate_reranker, select_users, top_n_cases
-from recllm.eval.protocols import queries_for_test
+from recllm.eval.candidates import evaluate_reranker
 from recllm.eval.report import machine_info
-from recllm.eval.runner import make_split
 from recllm.llm import create_llm
 from recllm.llm.base import GenerationRequest
-from recllm.pipeline import RetrieverConfig, build_retriever
 from recllm.rerank import create_reranker
 
 HERE = Path(__file__).resolve().parent
@@ -77,11 +74,7 @@ def extraction(llm: Any, genres: list[str]) -> dict[str, Any]:
 
 
 def listwise(llm: Any, users: int) -> dict[str, Any]:
-    bundle = load_dataset("movielens-100k")
-    split = make_split(bundle)
-    params = parse_params(None, HERE / "configs" / "movielens-100k.toml").get("ease", {})
-    retriever = build_retriever(RetrieverConfig(model="ease", params=params), bundle).fit(split.train)
-    cases = top_n_cases(retriever, select_users(queries_for_test(split), users, seed=0), n=20)
+    bundle, split, cases = ease_top20(users)
     out: dict[str, Any] = {}
     for name, constrain in (("unconstrained", False), ("constrained", True)):
         reranker = create_reranker("listwise", llm, bundle.catalog, constrain=constrain)

@@ -30,16 +30,11 @@ from typing import Any
 import numpy as np
 
 import _script
+from _cases import ease_top20
 from _docs import machine_text, write_section
-from recllm.cli import parse_params
-from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
-from recllm.eval.candidates import select_users, top_n_cases
-from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
-from recllm.eval.runner import make_split
 from recllm.llm.hf import HFBackend
-from recllm.pipeline import RetrieverConfig, build_retriever
 from recllm.rerank import LikelihoodReranker, RerankRequest, RerankResult
 
 HERE = Path(__file__).resolve().parent
@@ -56,11 +51,7 @@ def _timed(llm: HFBackend, reranker: LikelihoodReranker, requests: list[RerankRe
 
 
 def run(args: argparse.Namespace, command: str) -> None:
-    bundle = load_dataset("movielens-100k")
-    split = make_split(bundle)
-    params = parse_params(None, HERE / "configs" / "movielens-100k.toml").get("ease", {})
-    retriever = build_retriever(RetrieverConfig(model="ease", params=params), bundle).fit(split.train)
-    cases = top_n_cases(retriever, select_users(queries_for_test(split), args.users, seed=0), n=20)
+    bundle, split, cases = ease_top20(args.users)
     vocab = split.train.item_vocab
     requests = [RerankRequest(vocab.lookup_ids(c.history),
                               ItemList(tuple(vocab.lookup_ids(c.candidates)),

@@ -25,18 +25,14 @@ import numpy as np
 from scipy.stats import kendalltau
 
 import _script
+from _cases import ease_top20
 from _docs import machine_text, paired_interval, write_section
-from recllm.cli import parse_params
-from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
-from recllm.eval.candidates import Cases, ranks_from_order, select_users, top_n_cases
+from recllm.eval.candidates import Cases, ranks_from_order
 from recllm.eval.metrics import user_metrics
-from recllm.eval.protocols import queries_for_test
 from recllm.eval.report import machine_info
-from recllm.eval.runner import make_split
 from recllm.llm.base import LLM, GenerationRequest
 from recllm.llm.factory import create_llm
-from recllm.pipeline import RetrieverConfig, build_retriever
 from recllm.rerank import create_reranker
 
 HERE = Path(__file__).resolve().parent
@@ -115,11 +111,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     if args.prefill_only:
         prefill(command)
         return
-    bundle = load_dataset("movielens-100k")
-    split = make_split(bundle)
-    params = parse_params(None, HERE / "configs" / "movielens-100k.toml").get("ease", {})
-    retriever = build_retriever(RetrieverConfig(model="ease", params=params), bundle).fit(split.train)
-    cases = top_n_cases(retriever, select_users(queries_for_test(split), args.users, seed=0), n=20)
+    bundle, split, cases = ease_top20(args.users)
     vocab = split.train.item_vocab
     warm = Cases(cases.protocol, cases.cases[:1], cases.n_items)
     rows: dict[str, Any] = {}

@@ -35,16 +35,12 @@ import torch
 from scipy.stats import kendalltau
 
 import _script
+from _cases import ease_top20
 from _docs import machine_text, write_section
-from recllm.cli import parse_params
-from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
-from recllm.eval.candidates import Cases, select_users, top_n_cases
-from recllm.eval.protocols import queries_for_test
+from recllm.eval.candidates import Cases
 from recllm.eval.report import machine_info
-from recllm.eval.runner import make_split
 from recllm.llm.hf import HFBackend
-from recllm.pipeline import RetrieverConfig, build_retriever
 from recllm.rerank import PermutationAggregator, VerbalizerReranker
 
 HERE = Path(__file__).resolve().parent
@@ -120,11 +116,7 @@ def _batching(llm: HFBackend, prompts: list[str], size: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, command: str) -> None:
-    bundle = load_dataset("movielens-100k")
-    split = make_split(bundle)
-    params = parse_params(None, HERE / "configs" / "movielens-100k.toml").get("ease", {})
-    retriever = build_retriever(RetrieverConfig(model="ease", params=params), bundle).fit(split.train)
-    cases = top_n_cases(retriever, select_users(queries_for_test(split), args.users, seed=0), n=20)
+    bundle, split, cases = ease_top20(args.users)
     vocab = split.train.item_vocab
     catalog = bundle.catalog
     rows: list[dict[str, Any]] = []
@@ -216,7 +208,8 @@ def docs(_: argparse.Namespace) -> None:
               f"{b['one_at_a_time_s']:.2f} s, in padded batches of {b['batch_size']} {b['batched_s']:.2f} s; "
               f"speed-up **{b['speedup']:.2f}x** (below 1: batching is slower). One prompt of this length "
               "already keeps both cores busy, so a batch adds "
-              "padding and no parallelism on a CPU; the backend does not batch users' scoring prompts.", "",
+              "padding and no parallelism on a CPU; so on a CPU the hf backend reads users' scoring prompts one at a "
+              "time (its joint scoring is a GPU default: see \"Several users' re-rankings in one model pass\").", "",
               f"Command: `{p['command']}`.  ", f"Machine: {machine_text(p['machine'])}; {p['date']}."]
     write_section("verbalizer-speed", "\n".join(lines))
 

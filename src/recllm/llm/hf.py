@@ -115,8 +115,8 @@ class HFBackend(LocalLLM):
     begins like one of them reads only its new tokens (``recllm.llm.prefix_cache``).
     ``joint_scoring`` makes ``logprobs_many`` read several prompts in one padded pass and score all their
     continuations in the next (None: on a GPU only; on 2 CPU cores it was no faster than one prompt after
-    another, 1.03x with a 95% interval of 0.93-1.12x, ``benchmarks/joint_scoring.py``). Models with sliding-window layers
-    (Gemma-3) always score one prompt at a time, since padding would shift their windows.
+    another, 1.03x with a 95% interval of 0.93-1.12x, ``benchmarks/joint_scoring.py``). Models with
+    sliding-window layers (Gemma-3) always score one prompt at a time, since padding would shift their windows.
     Output constrained by a JSON schema or a Lark grammar (``can_schema``, ``can_grammar``) is decoded through
     llguidance (``recllm.llm.constrained``): every token outside the grammar is masked, so the output follows it.
     """

@@ -489,10 +489,7 @@ class OpenAIBackend(LLM):
                 for row, (_, conts) in zip(rows, jobs, strict=False)):
             raise LLMError(f"OpenAI-compatible server at {url} answered 'logprobs' {excerpt(json.dumps(rows))}, "
                            f"expected {len(jobs)} lists of {', '.join(str(len(c)) for _, c in jobs)} numbers")
-        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-        self.usage.record_scoring(prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                                  scored_tokens=int(usage.get("scored_tokens", 0)),
-                                  seconds=time.perf_counter() - start)
+        self._record_extension_usage(data, start)
         return [np.asarray(row, dtype=np.float64) for row in rows]
 
     def _next_token_logprobs(self, prompt: str, tokens: list[str]) -> np.ndarray:
@@ -515,11 +512,16 @@ class OpenAIBackend(LLM):
         if not isinstance(values, list) or len(values) != n or not all(_is_number(v) for v in values):
             raise LLMError(f"OpenAI-compatible server at {url} answered 'logprobs' {excerpt(json.dumps(values))}, "
                            f"expected {n} numbers")
-        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+        self._record_extension_usage(data, start)
+        return np.asarray(values, dtype=np.float64)
+
+    def _record_extension_usage(self, data: Mapping[str, Any], start: float) -> None:
+        """The tokens an extension scoring answer says it read and scored, and the seconds since ``start``."""
+        given = data.get("usage")
+        usage: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
         self.usage.record_scoring(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                                   scored_tokens=int(usage.get("scored_tokens", 0)),
                                   seconds=time.perf_counter() - start)
-        return np.asarray(values, dtype=np.float64)
 
     def _echo_scores(self, prompt: str, continuations: list[str]) -> list[tuple[float, int]]:
         """(sum of log-probabilities, number of tokens) of each continuation, from ``/completions`` with
