@@ -136,8 +136,8 @@ def _report(raw: dict) -> AuditReport:
     robustness = [LLMRobustnessReport(r["reranker"], r["k"], r["users"], [RobustnessCondition(**c)
                                                                          for c in r["conditions"]])
                   for r in raw.get("prompt_robustness", [])]
-    position = [PositionBias(**{**p, "spread_single_interval": tuple(p["spread_single_interval"]),
-                                "spread_aggregated_interval": tuple(p["spread_aggregated_interval"])})
+    pairs = ("spread_single_interval", "spread_aggregated_interval", "null_single", "null_aggregated")
+    position = [PositionBias(**{**p, **{name: tuple(p[name]) for name in pairs if name in p}})
                 for p in raw.get("position_bias", [])]
     trust = [Faithfulness(**f) for f in raw.get("faithfulness", [])]
     fields = {k: raw[k] for k in ("dataset", "split", "protocol", "k", "users", "seed", "targets_popularity",

@@ -4,6 +4,7 @@ there is), the report sections, and explanations checked on the real default mod
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,12 +87,46 @@ def test_position_bias_of_a_reranker_that_keeps_the_shown_order() -> None:
     assert bias.spread_aggregated < bias.spread_single  # rotation spreads the shown positions
     low, high = bias.spread_single_interval
     assert low <= bias.spread_single <= high
+    # the shown order is all that matters here: far beyond what dealing the same users at random gives
+    assert bias.spread_single > bias.null_single[1] > bias.null_single[0] > 0 and bias.p_single < 0.01
+    assert [sorted(v) for v in bias.values_single] == [sorted(_ndcg(p) for p in positions if lo <= p < lo + 5)
+                                                        for lo in (0, 5, 10, 15)]
     assert [r.order for r in results] == [shown.items for _, _, shown, _ in probes]
     few = probe_lists(lists[:3], targets[:3], n=N)  # three users: targets shown at positions 1-3 only
     with pytest.raises(RecllmError, match="positions 6-10, 11-15, 16-20; audit at least 20 users"):
         position_bias(ShownOrder(), few, targets[:3])
     with pytest.raises(RecllmError, match="at least 2 permutations"):
         position_bias(ShownOrder(), probes, targets, permutations=1)
+
+
+class ByItemHash(ShownOrder):
+    """Ranks by a hash of the item id, whatever the shown order: free of position bias by construction."""
+
+    def rerank(self, history: Sequence[str], candidates: ItemList, *, user: object | None = None) -> RerankResult:
+        result = super().rerank(history, candidates, user=user)
+        order = tuple(sorted(candidates.items, key=lambda item: zlib.crc32(item.encode())))
+        return RerankResult(ItemList(order, result.items.scores), result.diagnostics, len(order))
+
+
+def test_the_no_effect_reference_deals_the_same_users_at_random() -> None:
+    from recllm.eval.llm_trust import _no_effect, _spread
+
+    rng = np.random.default_rng(0)
+    same = [np.full(5, 0.5), np.full(5, 0.5)]
+    assert _no_effect(same, rng, 50) == ((0.0, 0.0), 1.0)  # nothing to deal apart: p is 1
+    apart = [np.zeros(4), np.ones(4)]
+    (mean, high), p = _no_effect(apart, rng, 2000)
+    assert _spread(apart) == 2.0 and 0 < mean < high <= 2.0
+    assert p == pytest.approx(2 / 70, abs=0.01)  # 2 of the C(8, 4) = 70 deals split the zeros from the ones
+    # no position effect: the observed spread is one deal among the random ones, so over many probes p is
+    # spread evenly over (0, 1] and falls below 0.05 about one time in twenty
+    lists, targets = _lists(40)
+    ps = []
+    for seed in range(30):
+        probes = probe_lists(lists, targets, n=N, seed=seed)
+        bias, _ = position_bias(ByItemHash(), probes, targets, rounds=200, seed=seed)
+        ps.append(bias.p_single)
+    assert 0.3 < float(np.mean(ps)) < 0.7 and sum(p < 0.05 for p in ps) <= 5
 
 
 def test_the_report_shows_position_bias_and_faithfulness() -> None:

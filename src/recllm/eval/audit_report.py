@@ -56,23 +56,30 @@ SUMMARY_HEADER = ["model", "NDCG@{k}", "HR@{k}", "largest NDCG@{k} gap between g
 def position_rows(bias: PositionBias) -> list[list[str]]:
     """One row per order (one shown order, aggregated): NDCG@k per bucket of shown positions, mean, spread."""
     rows = []
-    for label, means, mean, spread, (low, high) in (
-            ("one shown order", bias.single, bias.mean_single, bias.spread_single, bias.spread_single_interval),
+    for label, means, mean, spread, (low, high), (null_mean, null_high), p in (
+            ("one shown order", bias.single, bias.mean_single, bias.spread_single, bias.spread_single_interval,
+             bias.null_single, bias.p_single),
             (f"{bias.permutations} cyclic rotations, Borda", bias.aggregated, bias.mean_aggregated,
-             bias.spread_aggregated, bias.spread_aggregated_interval)):
+             bias.spread_aggregated, bias.spread_aggregated_interval, bias.null_aggregated, bias.p_aggregated)):
+        measured = not np.isnan(null_mean)  # audits written before the reference was added lack it
         rows.append([label, *(f"{m:.3f}" for m in means), f"{mean:.3f}",
-                     f"{spread:.1%} [{low:.1%}, {high:.1%}]"])
+                     f"{spread:.1%} [{low:.1%}, {high:.1%}]",
+                     f"{null_mean:.1%} ({null_high:.1%})" if measured else "-", f"{p:.3f}" if measured else "-"])
     return rows
 
 
 def position_header(bias: PositionBias) -> list[str]:
     return ["order", *(f"positions {b} ({n})" for b, n in zip(bias.buckets, bias.counts, strict=True)),
-            f"NDCG@{bias.k}", "spread (max - min) / mean [95%]"]
+            f"NDCG@{bias.k}", "spread (max - min) / mean [95%]", "no-effect spread: mean (95th pct)",
+            "p (no effect)"]
 
 
 POSITION_NOTE = ("Each user's held-out target among the retriever's other top items, shuffled, put at a shown position "
                  "balanced over users (users per bucket in brackets); every candidate has the same retriever score. "
-                 "0% spread: the shown position does not matter.")
+                 "0% spread: the shown position does not matter. With few users per bucket the bucket means differ by "
+                 "chance alone: the no-effect spread is what the same users' values give when dealt into the buckets "
+                 "at random (mean and 95th percentile of those deals), and p is the share of deals at least as "
+                 "spread as observed; a spread within the no-effect range is no evidence of a position effect.")
 
 FAITHFULNESS_HEADER = ["re-ranker", "lists", "raw hallucination rate", "grounded hallucination rate",
                        "format error rate", "explanations checked", "every checkable claim true",

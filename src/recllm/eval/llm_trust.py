@@ -9,7 +9,12 @@ NDCG@k of the target is then averaged per bucket of shown positions (1-5, 6-10, 
 and once after aggregating ``permutations`` cyclic rotations of the shown order by Borda count
 (``recllm.rerank.permutation``; rotations by ``n / permutations`` put the target once in every bucket). The
 *spread* is the largest minus the smallest bucket mean over the mean of all users; 0 means the shown position
-does not matter. Its 95% interval resamples users within each bucket.
+does not matter. Its 95% interval resamples users within each bucket. Bucket means of a few dozen users each
+differ by chance alone, so a spread means little without its *no-effect reference*: the spread of the same users'
+values dealt into buckets of the same sizes at random (a permutation test, ``rounds`` deals), whose mean and 95th
+percentile the report gives beside the observed spread, with ``p``, the share of deals at least as spread. A
+spread near the reference is no evidence of a position effect; telling a true spread of 10% from none needs
+enough users that the reference itself falls well below 10%.
 
 **Faithfulness.** Over the same probe lists: the re-ranker's raw and grounded hallucination rates and format
 errors (``recllm.rerank.diagnostics``), and for the item it put first, the model's explanation checked by
@@ -57,6 +62,14 @@ class PositionBias:
     spread_aggregated: float
     spread_single_interval: tuple[float, float]
     spread_aggregated_interval: tuple[float, float]
+    null_single: tuple[float, float] = (float("nan"), float("nan"))
+    null_aggregated: tuple[float, float] = (float("nan"), float("nan"))
+    p_single: float = float("nan")
+    p_aggregated: float = float("nan")
+    values_single: list[list[float]] = field(default_factory=list)
+    values_aggregated: list[list[float]] = field(default_factory=list)
+    """The no-effect reference (mean and 95th percentile of the spread when users are dealt into the buckets at
+    random), the share of such deals at least as spread as observed, and each bucket's per-user NDCG values."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,20 @@ def _spread_interval(by_bucket: list[np.ndarray], rng: np.random.Generator, roun
     return float(low), float(high)
 
 
+def _no_effect(by_bucket: list[np.ndarray], rng: np.random.Generator, rounds: int
+               ) -> tuple[tuple[float, float], float]:
+    """Mean and 95th percentile of the spread when the users' values are dealt into buckets of the same sizes at
+    random, and the share of deals with a spread at least the observed one (a permutation p-value)."""
+    values = np.concatenate(by_bucket)
+    edges = np.cumsum([len(b) for b in by_bucket])[:-1]
+    observed = _spread(by_bucket)
+    draws = np.array([_spread(np.split(rng.permutation(values), edges)) for _ in range(rounds)])
+    if np.isnan(observed) or np.isnan(draws).all():
+        return (float("nan"), float("nan")), float("nan")
+    p = (1 + int(np.sum(draws >= observed - 1e-12))) / (1 + rounds)
+    return (float(np.nanmean(draws)), float(np.nanquantile(draws, 0.95))), float(p)
+
+
 def position_bias(reranker: Reranker, probes: Sequence[ProbeList], targets: Sequence[str], *, k: int = 10,
                   permutations: int = 4, buckets: int = 4, rounds: int = 1000, seed: int = 0
                   ) -> tuple[PositionBias, list[RerankResult]]:
@@ -141,6 +168,8 @@ def position_bias(reranker: Reranker, probes: Sequence[ProbeList], targets: Sequ
     one_order = [np.asarray(b) for b in single]
     rotated = [np.asarray(b) for b in aggregated]
     rng = np.random.default_rng(seed)
+    null_single, p_single = _no_effect(one_order, rng, rounds)
+    null_aggregated, p_aggregated = _no_effect(rotated, rng, rounds)
     return PositionBias(
         reranker=reranker.name, users=len(probes), k=k, permutations=permutations,
         buckets=[f"{b * size + 1}-{(b + 1) * size}" for b in range(buckets)], counts=[len(b) for b in single],
@@ -148,7 +177,9 @@ def position_bias(reranker: Reranker, probes: Sequence[ProbeList], targets: Sequ
         mean_single=float(np.concatenate(one_order).mean()), mean_aggregated=float(np.concatenate(rotated).mean()),
         spread_single=_spread(one_order), spread_aggregated=_spread(rotated),
         spread_single_interval=_spread_interval(one_order, rng, rounds),
-        spread_aggregated_interval=_spread_interval(rotated, rng, rounds)), results
+        spread_aggregated_interval=_spread_interval(rotated, rng, rounds), null_single=null_single,
+        null_aggregated=null_aggregated, p_single=p_single, p_aggregated=p_aggregated,
+        values_single=[b.tolist() for b in one_order], values_aggregated=[b.tolist() for b in rotated]), results
 
 
 def faithfulness(name: str, results: Sequence[RerankResult], histories: Sequence[Sequence[str]], llm: LLM,
