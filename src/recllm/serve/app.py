@@ -240,7 +240,9 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
                 started.wish_matcher()
             started.new_items  # noqa: B018  (loads the items added at run time, with their text vectors)
             if load_llm and started.config.warm_llm:
-                seconds = started.warm()
+                # on the model's own thread, where requests will run: a thread's first model calls pay for its
+                # own allocator arena and thread pool, which a warm-up on this thread would leave unpaid
+                seconds = await queue.run(started.warm)
                 if seconds is not None:
                     log.info("language model warmed in %.1f s", seconds)
             state["service"] = started
