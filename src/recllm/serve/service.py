@@ -715,7 +715,8 @@ class Service:
         ``k`` (its second user), so that the model's first-call costs (weights paged in, kernels chosen, buffers
         grown) are paid at start, not by the first person; returns the seconds it took, None when there is no
         model to warm. A failure is logged, never raised. The second list is there because the first re-ranked
-        list after an explained one still cost about 1.5x the next (5.7 s against 3.8 s, 2 cores)."""
+        list after an explained one still cost about 1.5x the next (5.7 s against 3.8 s, 2 cores). The server
+        runs this on the model queue's thread, where requests run (``recllm.serve.app``)."""
         if self.config.llm == "none" or self._stages is None:
             return None
         started = time.perf_counter()
