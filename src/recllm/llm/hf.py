@@ -273,9 +273,7 @@ class HFBackend(LocalLLM):
 
     def _score(self, prompt: str, continuations: list[str], *, reuse_prefix: bool) -> np.ndarray:
         start = time.perf_counter()
-        prompt_ids, spaces = self._split_boundary(prompt)
-        conts = [self._encode_piece(spaces + c) if (spaces + c) else [] for c in continuations]
-        self._check_length(len(prompt_ids) + max(len(c) for c in conts), "prompt plus longest continuation")
+        prompt_ids, conts = self._encode_job(prompt, continuations)
         scores = np.zeros(len(conts), dtype=np.float64)
         order = sorted((i for i, c in enumerate(conts) if c), key=lambda i: len(conts[i]))
         with torch.inference_mode():
@@ -290,16 +288,18 @@ class HFBackend(LocalLLM):
                                   scored_tokens=scored, seconds=time.perf_counter() - start)
         return scores
 
+    def _encode_job(self, prompt: str, continuations: list[str]) -> tuple[list[int], list[list[int]]]:
+        """The prompt's ids and each continuation's (after the prompt's trailing spaces), the length checked."""
+        prompt_ids, spaces = self._split_boundary(prompt)
+        conts = [self._encode_piece(spaces + c) if (spaces + c) else [] for c in continuations]
+        self._check_length(len(prompt_ids) + max(len(c) for c in conts), "prompt plus longest continuation")
+        return prompt_ids, conts
+
     def _logprobs_many(self, jobs: list[tuple[str, list[str]]]) -> list[np.ndarray]:
         if not self.joint_scoring or len(jobs) < 2:
             return super()._logprobs_many(jobs)
         start = time.perf_counter()
-        encoded = []
-        for prompt, continuations in jobs:
-            prompt_ids, spaces = self._split_boundary(prompt)
-            conts = [self._encode_piece(spaces + c) if (spaces + c) else [] for c in continuations]
-            self._check_length(len(prompt_ids) + max(len(c) for c in conts), "prompt plus longest continuation")
-            encoded.append((prompt_ids, conts))
+        encoded = [self._encode_job(prompt, continuations) for prompt, continuations in jobs]
         with torch.inference_mode():
             scores = self._score_jointly(encoded)
         self.usage.record_scoring(prompt_tokens=sum(len(p) for p, _ in encoded),

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pydantic
 
@@ -399,16 +399,15 @@ class Service:
                 prepared.append(self._prepare(ask))
             except ServiceError as exc:
                 prepared.append(exc)
-        ready = [i for i, p in enumerate(prepared) if not isinstance(p, ServiceError)]
+        ready = {i: p for i, p in enumerate(prepared) if not isinstance(p, ServiceError)}
         outcomes: dict[int, Recommendations | ServiceError] = {i: p for i, p in enumerate(prepared)
                                                                if isinstance(p, ServiceError)}
         try:
-            made = self._run([p for p in prepared if not isinstance(p, ServiceError)])
-            outcomes.update(zip(ready, made, strict=True))
+            outcomes.update(zip(ready, self._run(list(ready.values())), strict=True))
         except ServiceError as failed:
-            for i in ready:
+            for i, one in ready.items():
                 try:
-                    outcomes[i] = self._run([cast(_Prepared, prepared[i])])[0] if len(ready) > 1 else failed
+                    outcomes[i] = self._run([one])[0] if len(ready) > 1 else failed
                 except ServiceError as exc:
                     outcomes[i] = exc
         return [outcomes[i] for i in range(len(asks))]
