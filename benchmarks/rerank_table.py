@@ -37,6 +37,7 @@ import numpy as np
 
 import _script
 from _docs import machine_text, paired_interval, write_section
+from _resume import resume, save
 from llm_rerank import fitted
 from recllm.data import load_dataset
 from recllm.data.itemlist import ItemList
@@ -113,18 +114,12 @@ def _key(lists: Sequence[tuple[str, list[str], ItemList, str]]) -> list[str]:
 
 def _run_row(name: str, row: Row, bundle: Any, lists: dict[str, list[Any]], command: str) -> None:
     path = _path(name)
-    keys = {part: _key(items) for part, items in lists.items()}
-    state: dict[str, Any]
-    if path.exists():
-        state = json.loads(path.read_text())
-        if state["keys"] != keys:
-            raise SystemExit(f"{path} was measured on other lists (users or retriever changed): move it away")
-        if state.get("finished"):
-            log.info("%s: finished already", name)
-            return
-    else:
-        state = {"row": name, "llm_spec": row.llm, "reranker": row.reranker, "options": row.options,
-                 "note": row.note, "keys": keys, "lists": {part: [] for part in lists}}
+    state = resume(path, {part: _key(items) for part, items in lists.items()},
+                   {"row": name, "llm_spec": row.llm, "reranker": row.reranker, "options": row.options,
+                    "note": row.note})
+    if state is None:
+        log.info("%s: finished already", name)
+        return
     llm = create_llm(row.llm, dtype="bfloat16")
     reranker = create_reranker(row.reranker, llm, bundle.catalog, **row.options)
     state.update(llm=llm.model_name, command=command, machine=machine_info())
@@ -141,12 +136,10 @@ def _run_row(name: str, row: Row, bundle: Any, lists: dict[str, list[Any]], comm
                          "llm_calls": diag.llm_calls, "history_dropped": diag.history_dropped,
                          "hallucinated": diag.n_hallucinated, "format_errors": diag.format_errors})
             if len(done) % SAVE_EVERY == 0 or len(done) == len(items):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(state))
+                save(path, state)
                 log.info("%s: %s %d/%d (%.0f s this run)", name, part, len(done), len(items),
                          time.perf_counter() - started)
-    state.update(finished=True, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    path.write_text(json.dumps(state))
+    save(path, state, finished=True)
 
 
 def run(args: argparse.Namespace, command: str) -> None:
