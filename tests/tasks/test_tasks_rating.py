@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from tasks_helpers import SCIFI, ScriptedLLM
 
+from recllm.prompts import as_history
 from recllm.tasks import RatingPredictor, TaskError, parse_rating
 
 
@@ -51,3 +52,16 @@ def test_generate_mode_falls_back_to_user_mean(movies):
 def test_expected_mode_needs_scoring(movies):
     with pytest.raises(TaskError, match="mode='generate'"):
         RatingPredictor(ScriptedLLM([]), movies)
+
+
+def test_expected_on_rendered_prompts_matches_predict_many(llm, movies):
+    """``expected`` scores texts rendered elsewhere (held-out ``rate`` examples) exactly as ``predict_many``
+    scores the same prompts it builds itself; a generating predictor refuses it."""
+    predictor = RatingPredictor(llm, movies)
+    pairs = [([(i, 5) for i in SCIFI], "aliens"), ([("sw", 2), ("esb", 3)], "rotj")]
+    built = predictor.predict_many(pairs)
+    texts = [predictor.builder.build(as_history(h), target=item).render(llm) + predictor.cue for h, item in pairs]
+    again = predictor.expected(texts)
+    assert np.allclose(again.predictions, built.predictions) and np.allclose(again.digit_mass, built.digit_mass)
+    with pytest.raises(TaskError, match="mode='expected'"):
+        RatingPredictor(ScriptedLLM([]), movies, mode="generate").expected(texts)

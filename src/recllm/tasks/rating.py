@@ -125,15 +125,7 @@ class RatingPredictor:
         histories = [as_history(h) for h, _ in pairs]
         prompts = [self.builder.build(h, target=str(item)) for h, (_, item) in zip(histories, pairs, strict=True)]
         if self.mode == "expected":
-            dists, mass = [], []
-            for prompt in prompts:
-                lp = self.llm.next_token_logprobs(prompt.render(self.llm) + self.cue,
-                                                  [str(int(v)) for v in self.values])
-                p = np.exp(lp - lp.max())
-                dists.append(p / p.sum())
-                mass.append(float(np.exp(lp).sum()))
-            d = np.array(dists).reshape(len(prompts), len(self.values))
-            return RatingBatch(d @ self.values, "expected", distributions=d, digit_mass=np.array(mass))
+            return self.expected([prompt.render(self.llm) + self.cue for prompt in prompts])
         completions = self.llm.generate([p.request(self.llm, max_new_tokens=self.max_new_tokens) for p in prompts])
         preds, errors, fallbacks = [], 0, 0
         for comp, hist, user, (_, item) in zip(completions, histories, users, pairs, strict=True):
@@ -151,6 +143,21 @@ class RatingPredictor:
             log.info("rating prediction: %d of %d answers unreadable, fallback used", fallbacks, len(pairs))
         return RatingBatch(np.array(preds, dtype=np.float64), "generate", errors, fallbacks,
                            raw=tuple(c.text for c in completions))
+
+    def expected(self, texts: Sequence[str]) -> RatingBatch:
+        """Expected ratings after prompts already rendered and cued (e.g. held-out ``rate`` training examples,
+        whose prompts are built as this predictor builds them), from the digits' next-token probabilities."""
+        if self.mode != "expected" or not self.llm.can_score:
+            raise TaskError("expected ratings need mode='expected' and a backend that scores tokens")
+        digits = [str(int(v)) for v in self.values]
+        dists, mass = [], []
+        for text in texts:
+            lp = self.llm.next_token_logprobs(text, digits)
+            p = np.exp(lp - lp.max())
+            dists.append(p / p.sum())
+            mass.append(float(np.exp(lp).sum()))
+        d = np.array(dists, dtype=np.float64).reshape(len(dists), len(self.values))
+        return RatingBatch(d @ self.values, "expected", distributions=d, digit_mass=np.array(mass))
 
     def _fallback(self, user: str | None, history: list[HistoryEntry], item: str) -> float:
         if isinstance(self.fallback, BiasedBaseline):
