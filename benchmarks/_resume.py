@@ -26,4 +26,6 @@ def save(path: Path, state: dict[str, Any], *, finished: bool = False) -> None:
     if finished:
         state.update(finished=True, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state))
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(state))
+    partial.replace(path)  # atomic: a run stopped mid-write keeps the last whole state

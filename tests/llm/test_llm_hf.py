@@ -113,9 +113,23 @@ def test_next_token_logprobs_pick_the_obvious_label(llm: HFBackend, prompt: str,
     assert int(np.argmax(scores)) == answer
 
 
+def test_labels_after_a_space_the_tokenizer_keeps_apart_are_scored_whole(llm: HFBackend) -> None:
+    """SmolLM2 reads " 4" as " " + "4": digits after "rating:" are scored whole (space and digit), with or
+    without the space at the end of the prompt, and agree with ``logprobs``."""
+    prompt, digits = "Out of 5 stars, my rating of this film is:", ["1", "2", "3", "4", "5"]
+    spaced = [" " + d for d in digits]
+    assert all(len(llm.encode_pair(prompt, d)[1]) == 2 for d in spaced)  # the path under test
+    whole = llm.logprobs(prompt, spaced)
+    np.testing.assert_allclose(llm.next_token_logprobs(prompt, spaced), whole, atol=1e-4)
+    np.testing.assert_allclose(llm.next_token_logprobs(prompt + " ", digits), whole, atol=1e-4)
+    assert np.exp(whole).sum() > np.exp(llm.next_token_logprobs(prompt, digits)).sum()  # the space is likely
+
+
 def test_multi_token_label_is_an_error(llm: HFBackend) -> None:
     with pytest.raises(LLMError, match=r"tokens\[1\] ' Banana' is 2 tokens"):
         llm.next_token_logprobs("The capital of France is", [" Paris", " Banana"])
+    with pytest.raises(LLMError, match=r"tokens\[0\] ' 12' is 3 tokens"):  # " 1" + "2" and " 3" + "4" differ early
+        llm.next_token_logprobs("Pick a number:", [" 12", " 34"])
 
 
 def test_empty_prompt_is_an_error(llm: HFBackend) -> None:

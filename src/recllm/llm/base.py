@@ -338,7 +338,9 @@ class LLM(SpecBuilt, ABC):
                 for _, texts in checked]
 
     def next_token_logprobs(self, prompt: str, tokens: Sequence[str]) -> np.ndarray:
-        """Log-probability of each single-token label as the very next token after ``prompt``."""
+        """Log-probability of each single-token label as the very next token after ``prompt``. Labels that share
+        their leading tokens and differ in one last token (" 1".." 5" where the tokenizer keeps the space apart)
+        are scored whole, as ``logprobs`` scores them."""
         self._require_scoring("next_token_logprobs")
         tokens = _check_texts(tokens, "tokens", allow_empty_text=False)
         if not tokens:
@@ -411,17 +413,20 @@ class LocalLLM(LLM):
         if limit is not None and n_tokens > limit:
             raise LLMError(f"{what} has {n_tokens} tokens, more than the model's context of {limit}")
 
-    def _label_ids(self, tokens: Sequence[str], spaces: str) -> list[int]:
-        """The one token id of each label (after the prompt's trailing ``spaces``); an LLMError naming a label
-        that is several tokens."""
-        out = []
-        for i, label in enumerate(tokens):
-            ids = self._encode_piece(spaces + label)
-            if len(ids) != 1:
-                raise LLMError(f"label tokens[{i}] {label!r} is {len(ids)} tokens for {self.model_name} "
-                               f"({self._token_names(ids)}); next_token_logprobs needs single-token labels")
-            out.append(ids[0])
-        return out
+    def _label_ids(self, tokens: Sequence[str], spaces: str) -> list[int] | None:
+        """The one token id of each label (after the prompt's trailing ``spaces``); None when every label is the
+        same leading tokens plus one token of its own (a space the tokenizer keeps apart: SmolLM2 reads " 4" as
+        " " + "4"), which the caller then scores whole; an LLMError naming a label that is neither."""
+        encoded = [self._encode_piece(spaces + label) for label in tokens]
+        if all(len(ids) == 1 for ids in encoded):
+            return [ids[0] for ids in encoded]
+        lead = encoded[0][:-1]
+        if lead and all(len(ids) == len(lead) + 1 and ids[:-1] == lead for ids in encoded):
+            return None
+        i, ids = next((i, ids) for i, ids in enumerate(encoded) if len(ids) != 1)
+        raise LLMError(f"label tokens[{i}] {tokens[i]!r} is {len(ids)} tokens for {self.model_name} "
+                       f"({self._token_names(ids)}); next_token_logprobs needs single-token labels, or labels "
+                       "that differ only in one last token after the same leading tokens")
 
 
 def _check_prompt(prompt: str) -> str:

@@ -418,6 +418,8 @@ class HFBackend(LocalLLM):
         start = time.perf_counter()
         prompt_ids, spaces = self._split_boundary(prompt)
         label_ids = self._label_ids(tokens, spaces)
+        if label_ids is None:
+            return self._logprobs(prompt, tokens)
         with torch.inference_mode():
             logp = self._read_prompt(prompt_ids, need_cache=False)[0].double()
         self.usage.record_scoring(prompt_tokens=len(prompt_ids), scored_tokens=len(tokens),

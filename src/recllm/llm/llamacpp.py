@@ -217,6 +217,8 @@ class LlamaCppBackend(LocalLLM):
         with self._lock:
             prompt_ids, spaces = self._split_boundary(prompt)
             label_ids = self._label_ids(tokens, spaces)
+            if label_ids is None:
+                return self._logprobs(prompt, tokens)
             logp = self._prefill(prompt_ids)
         self.usage.record_scoring(prompt_tokens=len(prompt_ids), scored_tokens=len(tokens),
                                   seconds=time.perf_counter() - start)

@@ -84,7 +84,9 @@ class RatingPredictor:
     - ``mode="expected"``: sum of v * p(v) over the scale, p the next-token probabilities of the digits,
       renormalised over them. Needs a scoring backend and digits that are single tokens (checked once).
       ``cue`` is appended to the rendered prompt before scoring (default "Rating:"; with the default small
-      model it moves the digits' distribution with the history far more than the bare chat turn does).
+      model it moves the digits' distribution with the history far more than the bare chat turn does). A cue
+      ending in a space ("Rating: ") reads the space and the digit together, the answer a tokenizer that keeps
+      the space apart would write (``benchmarks/rating_models.py`` measures both cues).
     - ``mode="generate"``: the model writes an answer, parsed with ``parse_rating``; non-bare answers are
       counted as format errors, unreadable ones fall back to ``fallback`` (a fitted ``BiasedBaseline``,
       used when the user id is given, or a ``(user, history, item) -> float`` callable), else to the
