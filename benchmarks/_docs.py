@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recllm.ranking import ndcg_from_ranks
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = ("# Benchmarks\n\nEvery figure below is written by a script in `benchmarks/`; each section names its "
           "command, protocol, machine and date.\n")
@@ -37,3 +39,15 @@ def paired_interval(a: np.ndarray, b: np.ndarray, rounds: int = 2000, seed: int 
     diff = np.asarray(a) - np.asarray(b)
     means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+POSITION_BUCKETS = ((0, 5), (5, 10), (10, 15), (15, 20))
+"""Shown positions 1-5, 6-10, 11-15 and 16-20 of a 20-candidate list (0-based bounds)."""
+
+
+def ndcg_by_position(shown: np.ndarray, ranks: np.ndarray) -> list[str]:
+    """NDCG@10 of the users whose target was shown in each position bucket, with their count in brackets ("-" for
+    an empty bucket): a flat row is a ranker free of position bias."""
+    ndcg = ndcg_from_ranks(ranks, 10)
+    masks = [(shown >= low) & (shown < high) for low, high in POSITION_BUCKETS]
+    return [f"{float(ndcg[m].mean()):.3f} ({int(m.sum())})" if m.any() else "-" for m in masks]

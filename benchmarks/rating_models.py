@@ -81,10 +81,11 @@ def run(args: argparse.Namespace, command: str) -> None:
         log.info("%s: finished already", args.model)
         return
     llm = create_llm(MODELS[args.model], dtype=args.dtype)
+    predictor = RatingPredictor(llm, bundle.catalog)  # expected() reads texts already cued below
     state.update(llm=llm.model_name, dtype=args.dtype, command=command, machine=machine_info())
     for key in keys:
         cue, part = key.rsplit("|", 1)
-        predictor, items, done = RatingPredictor(llm, bundle.catalog, cue=cue), parts[part], state["lists"][key]
+        items, done = parts[part], state["lists"][key]
         while len(done) < len(items):
             chunk = items[len(done):len(done) + CHUNK]
             started = time.perf_counter()

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 import _script
-from _docs import machine_text, paired_interval, write_section
+from _docs import machine_text, ndcg_by_position, paired_interval, write_section
 from _resume import resume, save
 from llm_rerank import fitted
 from recllm.data import load_dataset
@@ -57,7 +57,6 @@ log = logging.getLogger("rerank_table")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "rerank-table"
 SAVE_EVERY = 25
-BUCKETS = ((0, 5), (5, 10), (10, 15), (15, 20))
 
 
 @dataclass(frozen=True)
@@ -172,13 +171,7 @@ def _popularity_percentile(split: Any) -> dict[str, float]:
 
 
 def _by_position(lists: Sequence[Any], ranks: np.ndarray) -> list[str]:
-    shown = np.asarray([c.items.index(t) if t in c.items else -1 for _, _, c, t in lists])
-    ndcg = ndcg_from_ranks(ranks, 10)
-    cells = []
-    for low, high in BUCKETS:
-        mask = (shown >= low) & (shown < high)
-        cells.append(f"{float(ndcg[mask].mean()):.3f} ({int(mask.sum())})" if mask.any() else "-")
-    return cells
+    return ndcg_by_position(np.asarray([c.items.index(t) if t in c.items else -1 for _, _, c, t in lists]), ranks)
 
 
 def _orders(lists: Sequence[tuple[str, list[str], ItemList, str]], scores: Sequence[Sequence[float]] | None

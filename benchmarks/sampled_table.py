@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import _script
-from _docs import machine_text, paired_interval, write_section
+from _docs import machine_text, ndcg_by_position, paired_interval, write_section
 from _resume import resume, save
 from recllm.data import load_dataset
 from recllm.data.bundle import DataBundle
@@ -53,7 +53,6 @@ log = logging.getLogger("sampled_table")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "sampled-table"
 SAVE_EVERY = 25
-BUCKETS = ((0, 5), (5, 10), (10, 15), (15, 20))
 GOAL = 0.49  # issue 14: NDCG@10 with a model of <= 0.5B parameters; ChatGPT's 0.488 in LLMRank
 
 
@@ -174,10 +173,7 @@ def _variants(state: dict[str, Any]) -> dict[str, list[np.ndarray]]:
 
 
 def _by_position(lists: Sequence[List], ranks: np.ndarray) -> str:
-    shown = np.asarray([candidates.index(target) for _, _, candidates, target in lists])
-    ndcg = ndcg_from_ranks(ranks, 10)
-    masks = [(shown >= lo) & (shown < hi) for lo, hi in BUCKETS]
-    return " | ".join(f"{float(ndcg[m].mean()):.3f} ({int(m.sum())})" if m.any() else "-" for m in masks)
+    return " | ".join(ndcg_by_position(np.asarray([c.index(t) for _, _, c, t in lists]), ranks))
 
 
 def docs(args: argparse.Namespace) -> None:
