@@ -15,6 +15,14 @@ prompt paraphrases and shuffled history, the position probe with ``--permutation
 hallucination and the faithfulness of explanations. Writes
 benchmarks/results/audit-DATASET.json, the HTML page beside it, and the section of docs/benchmarks.md (one
 table per audited dataset).
+
+``run --pipeline`` audits the service's default pipeline instead (its retriever and re-ranker on its LLM, as
+``recllm serve`` builds them from ``ServiceConfig``) through ``recllm.eval.audit.run_audit``, the function behind
+``recllm audit``: the retriever on every test user with the three mitigations, the re-ranker's lists for a seeded
+sample of ``--rank-users`` users beside the retriever's own (and each mitigation of the re-ranked candidates), and
+the LLM parts for ``--llm-users``. Writes benchmarks/results/audit-pipeline-DATASET.json and its page.
+
+    .venv/bin/python benchmarks/audit.py run --pipeline --rank-users 500 --llm-users 50 --permutations 0
 """
 
 from __future__ import annotations
@@ -43,12 +51,16 @@ from recllm.eval.audit_report import (
     FAITHFULNESS_HEADER,
     FAITHFULNESS_NOTE,
     POSITION_NOTE,
+    RERANKED_HEADER,
+    RERANKED_NOTE,
     ROBUSTNESS_HEADER,
+    SENSITIVITY_HEADER,
     SUMMARY_HEADER,
     faithfulness_rows,
     group_table,
     position_header,
     position_rows,
+    reranked_rows,
     summary_rows,
     write_audit,
 )
@@ -67,11 +79,46 @@ MITIGATED = ("ease", "sasrec")
 DATASETS = ("movielens-100k", "movielens-1m")
 
 
-def _result(dataset: str) -> Path:
-    return HERE / "results" / f"audit-{dataset}.json"
+def _result(dataset: str, pipeline: bool = False) -> Path:
+    return HERE / "results" / f"audit-{'pipeline-' if pipeline else ''}{dataset}.json"
+
+
+PIPELINE_MITIGATIONS = ("popularity-calibration", "tail-quota", "popularity-penalty")
+
+
+def run_pipeline(args: argparse.Namespace, command: str) -> None:
+    """The audit of the service's default pipeline on its dataset (``--dataset`` must be the pipeline's)."""
+    from recllm.eval.audit import run_audit
+    from recllm.serve.service import ServiceConfig
+
+    pipeline = ServiceConfig().pipeline
+    if pipeline.reranker is None:
+        raise SystemExit("the service's default pipeline has no re-ranker to audit")
+    if args.dataset != pipeline.dataset:
+        raise SystemExit(f"--pipeline audits the default pipeline on its dataset, {pipeline.dataset}")
+    started = time.perf_counter()
+    bundle = load_dataset(pipeline.dataset)
+    retriever = pipeline.retriever.model
+    reranker = pipeline.reranker.name
+    report = run_audit(bundle, make_split(bundle), [retriever],
+                       params={retriever: dict(pipeline.retriever.params), reranker: dict(pipeline.reranker.options)},
+                       users=args.users or None, mitigations=PIPELINE_MITIGATIONS, rerankers=[reranker],
+                       llm=pipeline.reranker_llm, llm_users=args.llm_users, permutations=args.permutations,
+                       probe_users=args.probe_users or None, rank_users=args.rank_users,
+                       on_model=lambda name, stage: log.info("%s: %s", name, stage))
+    report.command = command
+    write_audit(report, HERE / "results", f"audit-pipeline-{args.dataset}")
+    payload = report.to_dict()
+    payload["seconds"] = time.perf_counter() - started
+    payload["llm"] = pipeline.reranker_llm
+    payload["pipeline"] = pipeline.model_dump()
+    _result(args.dataset, pipeline=True).write_text(json.dumps(payload, indent=1, default=float))
 
 
 def run(args: argparse.Namespace, command: str) -> None:
+    if args.pipeline:
+        run_pipeline(args, command)
+        return
     bundle = load_dataset(args.dataset)
     split = make_split(bundle)
     queries = select_users(queries_for_test(split), args.users or None, 0)
@@ -124,12 +171,14 @@ def _report(raw: dict) -> AuditReport:
     from recllm.eval.llm_trust import Faithfulness, PositionBias
     from recllm.eval.sensitivity import AttributeSensitivity
 
-    models = []
-    for m in raw["models"]:
+    def model(m: dict) -> ModelAudit:
         groups = {metric: {a: GroupReport(**{**r, "groups": [GroupStat(**g) for g in r["groups"]]})
                            for a, r in by.items()} for metric, by in m["groups"].items()}
         robust = Robustness(**m["robustness"]) if m["robustness"] else None
-        models.append(ModelAudit(**{**m, "groups": groups, "robustness": robust}))
+        versus = tuple(m["versus"]) if m.get("versus") else None
+        return ModelAudit(**{**m, "groups": groups, "robustness": robust, "versus": versus})
+
+    models = [model(m) for m in raw["models"]]
     sensitivity = [SensitivityReport(s["reranker"], s["k"], s["users"], [
         AttributeSensitivity(a["attribute"], a["similarity"], {m: Spread(**x) for m, x in a["spread"].items()})
         for a in s["attributes"]]) for s in raw.get("sensitivity", [])]
@@ -143,11 +192,107 @@ def _report(raw: dict) -> AuditReport:
     fields = {k: raw[k] for k in ("dataset", "split", "protocol", "k", "users", "seed", "targets_popularity",
                                   "groups_skipped", "date", "machine", "command")}
     return AuditReport(**fields, models=models, sensitivity=sensitivity, prompt_robustness=robustness,
-                       position_bias=position, faithfulness=trust)
+                       position_bias=position, faithfulness=trust, reranked=[model(m) for m in raw.get("reranked", [])],
+                       reranked_users=raw.get("reranked_users", 0),
+                       reranked_targets_popularity=raw.get("reranked_targets_popularity", float("nan")))
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "---") -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---|" + f"{align}|" * (len(header) - 1),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _group_lines(report: AuditReport, models: list, what: str) -> list[str]:
+    """NDCG@k per group of each attribute for ``models``: a table per attribute, or for attributes with many
+    groups the best and worst group and the gap per model."""
+    k = report.k
+    lines: list[str] = []
+    for attribute, first in models[0].groups[f"NDCG@{k}"].items():
+        if len(first.groups) > 8:  # too wide for a page: the gap per model, with its two groups
+            lines += ["", f"NDCG@{k} by {attribute}{what} ({len(first.groups)} groups; the full table is in the "
+                      f"JSON and the HTML page), {report.dataset}:", "", "| model | best | worst | gap (95%) |",
+                      "|---|---|---|---:|"]
+            for m in models:
+                r = m.groups[f"NDCG@{k}"][attribute]
+                by = {g.group: g for g in r.groups}
+                best, worst = ((f"{g} {by[g].mean:.3f} ({by[g].users})" if g else "-") for g in (r.best, r.worst))
+                gap = "-" if r.gap is None else (
+                    f"{r.gap:.4f} [{r.gap_low:.4f}, {r.gap_high:.4f}]"
+                    + ("" if r.p_adjusted is None else f", p = {r.p_adjusted:.3f} Holm")
+                    + (" **(significant)**" if r.significant else ""))
+                lines.append(f"| {m.name} | {best} | {worst} | {gap} |")
+            continue
+        header, rows = group_table(report, f"NDCG@{k}", attribute, models)
+        lines += ["", f"NDCG@{k} by {attribute}{what} (mean [95%] (users)), {report.dataset}:", "",
+                  *_table(header, rows)]
+    return lines
+
+
+def _lines(raw: dict) -> list[str]:
+    """One audit's tables: the models' summary and groups, the re-ranked lists, then the LLM parts."""
+    report = _report(raw)
+    k = report.k
+    first = report.models[0].name if report.models else "the first model"
+    lines = ["", *_table([h.format(k=k) for h in SUMMARY_HEADER], summary_rows(report))]
+    lines += _group_lines(report, report.models, "")
+    if report.groups_skipped:
+        lines += ["", "Not used as groups: " + "; ".join(f"{a} ({w})" for a, w in report.groups_skipped.items())
+                  + "."]
+    if report.reranked:
+        lines += ["", f"Re-ranked lists, {report.reranked_users} seeded test users. {RERANKED_NOTE}", "",
+                  *_table([h.format(k=k) for h in RERANKED_HEADER], reranked_rows(report), "---:")]
+        lines += _group_lines(report, report.reranked, ", re-ranked lists")
+    for sens in report.sensitivity:
+        lines += ["", f"Stated user attributes (FaiRLLM) for the `{sens.reranker}` re-ranker on `{raw['llm']}` "
+                  f"over {first}'s top 20, {sens.users} users, top {sens.k} compared with the neutral prompt's "
+                  "(similarity 1 and spread 0: the stated attribute changes nothing):", "",
+                  *_table(SENSITIVITY_HEADER, sensitivity_rows(sens), "---:")]
+    for robust in report.prompt_robustness:
+        lines += ["", f"Prompt robustness of the `{robust.reranker}` re-ranker, {robust.users} users, top "
+                  f"{robust.k} (agreement with the configured prompt's ranking when the instructions are "
+                  "reworded and when the history is shown shuffled):", "",
+                  *_table([h.format(k=robust.k) for h in ROBUSTNESS_HEADER], robustness_rows(robust), "---:")]
+    for bias in report.position_bias:
+        lines += ["", f"Position bias of the `{bias.reranker}` re-ranker, {bias.users} users (NDCG@{bias.k} "
+                  f"by the target's shown position). {POSITION_NOTE}", "",
+                  *_table(position_header(bias), position_rows(bias), "---:")]
+    if report.faithfulness:
+        lines += ["", f"Faithfulness and hallucination. {FAITHFULNESS_NOTE}", "",
+                  "| " + " | ".join(FAITHFULNESS_HEADER) + " |", "|---|" + "---:|" * 7 + "---|",
+                  *("| " + " | ".join(r) + " |" for r in faithfulness_rows(report.faithfulness))]
+        for f in report.faithfulness:
+            for example in f.examples[:2]:
+                text = " ".join(example["generated"].split()).replace("|", "/")
+                lines += ["", f"> {text}  ", f"> *failed the check:* {'; '.join(example['violations'])}"]
+    lines += ["", f"Command: `{raw['command']}` ({raw['seconds'] / 60:.1f} min).  ",
+              f"Machine: {machine_text(raw['machine'])}; {raw['date']}."]
+    return lines
+
+
+PIPELINE_INTRO = ("**The default pipeline on {dataset}**: what `recllm serve` runs with its embedded defaults, the "
+                  "retriever `{retriever}` ({params}) with the `{reranker}` re-ranker of its top {candidates} on "
+                  "`{llm}`, audited through `recllm.eval.audit.run_audit` (the function behind `recllm audit`). "
+                  "The retriever's rows cover every test user; the re-ranked rows a seeded sample; the LLM parts "
+                  "the first users. The `{reranker}` prompt {position}")
+
+
+def _pipeline_names(raw: dict) -> dict[str, str]:
+    pipeline = raw["pipeline"]
+    reranker = pipeline["reranker"]
+    params = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                       for k, v in pipeline["retriever"]["params"].items()) or "defaults"
+    position = ("never shows the candidates (each title is scored as the continuation of the history alone), so "
+                "its ranking cannot depend on their shown order and the position probe is not run for it."
+                if reranker["name"] == "likelihood" and not raw.get("position_bias") else
+                "shows the candidates; its position probe is below.")
+    return {"dataset": raw["dataset"], "retriever": pipeline["retriever"]["model"], "params": params,
+            "reranker": reranker["name"], "candidates": str(reranker["candidates"]), "llm": raw["llm"],
+            "position": position}
 
 
 def docs(_: argparse.Namespace) -> None:
-    lines = ["## Audit of the classic retrievers: user groups, exposure, popularity, robustness (`full` protocol)",
+    lines = ["## Audit of the classic retrievers and the default pipeline: user groups, exposure, popularity, "
+             "robustness (`full` protocol)",
              "",
              "Written by `benchmarks/audit.py` through `recllm.eval.audit` (the code behind `recllm audit`). "
              "Leave-one-out split; every unseen item ranked; models with the benchmark configs' hyper-parameters. "
@@ -164,65 +309,12 @@ def docs(_: argparse.Namespace) -> None:
              "their validation items, so that the first item is as popular as the next item users pick; no test "
              "user is involved)."]
     for dataset in DATASETS:
-        if not _result(dataset).exists():
-            continue
-        raw = json.loads(_result(dataset).read_text())
-        report = _report(raw)
-        k = report.k
-        lines += ["", f"**{report.dataset}**, {report.users} test users.", "",
-                  "| " + " | ".join(h.format(k=k) for h in SUMMARY_HEADER) + " |",
-                  "|" + "---|" * len(SUMMARY_HEADER)]
-        lines += ["| " + " | ".join(r) + " |" for r in summary_rows(report)]
-        for attribute, first in report.models[0].groups[f"NDCG@{k}"].items():
-            if len(first.groups) > 8:  # too wide for a page: the gap per model, with its two groups
-                lines += ["", f"NDCG@{k} by {attribute} ({len(first.groups)} groups; the full table is in the "
-                          f"JSON and the HTML page), {report.dataset}:", "", "| model | best | worst | gap (95%) |",
-                          "|---|---|---|---:|"]
-                for m in report.models:
-                    r = m.groups[f"NDCG@{k}"][attribute]
-                    by = {g.group: g for g in r.groups}
-                    best, worst = ((f"{g} {by[g].mean:.3f} ({by[g].users})" if g else "-") for g in (r.best, r.worst))
-                    gap = "-" if r.gap is None else (
-                        f"{r.gap:.4f} [{r.gap_low:.4f}, {r.gap_high:.4f}]"
-                        + ("" if r.p_adjusted is None else f", p = {r.p_adjusted:.3f} Holm")
-                        + (" **(significant)**" if r.significant else ""))
-                    lines.append(f"| {m.name} | {best} | {worst} | {gap} |")
-                continue
-            header, rows = group_table(report, f"NDCG@{k}", attribute)
-            lines += ["", f"NDCG@{k} by {attribute} (mean [95%] (users)), {report.dataset}:", "",
-                      "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(r) + " |" for r in rows)]
-        if report.groups_skipped:
-            lines += ["", "Not used as groups: " + "; ".join(f"{a} ({w})" for a, w in report.groups_skipped.items())
-                      + "."]
-        for sens in report.sensitivity:
-            lines += ["", f"Stated user attributes (FaiRLLM) for the `{sens.reranker}` re-ranker on `{raw['llm']}` "
-                      f"over SASRec's top 20, {sens.users} users, top {sens.k} compared with the neutral prompt's "
-                      "(similarity 1 and spread 0: the stated attribute changes nothing):", "",
-                      "| attribute | measure | lowest mean similarity (value) | mean over values | SNSR | SNSV |",
-                      "|---|---|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in sensitivity_rows(sens))]
-        for robust in report.prompt_robustness:
-            lines += ["", f"Prompt robustness of the `{robust.reranker}` re-ranker, {robust.users} users, top "
-                      f"{robust.k} (agreement with the configured prompt's ranking when the instructions are "
-                      "reworded and when the history is shown shuffled):", "",
-                      "| " + " | ".join(h.format(k=robust.k) for h in ROBUSTNESS_HEADER) + " |",
-                      "|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in robustness_rows(robust))]
-        for bias in report.position_bias:
-            header = position_header(bias)
-            lines += ["", f"Position bias of the `{bias.reranker}` re-ranker, {bias.users} users (NDCG@{bias.k} "
-                      f"by the target's shown position). {POSITION_NOTE}", "",
-                      "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
-                      *("| " + " | ".join(r) + " |" for r in position_rows(bias))]
-        if report.faithfulness:
-            lines += ["", f"Faithfulness and hallucination. {FAITHFULNESS_NOTE}", "",
-                      "| " + " | ".join(FAITHFULNESS_HEADER) + " |", "|---|" + "---:|" * 7 + "---|",
-                      *("| " + " | ".join(r) + " |" for r in faithfulness_rows(report.faithfulness))]
-            for f in report.faithfulness:
-                for example in f.examples[:2]:
-                    text = " ".join(example["generated"].split()).replace("|", "/")
-                    lines += ["", f"> {text}  ", f"> *failed the check:* {'; '.join(example['violations'])}"]
-        lines += ["", f"Command: `{raw['command']}` ({raw['seconds'] / 60:.1f} min).  ",
-                  f"Machine: {machine_text(raw['machine'])}; {raw['date']}."]
+        if _result(dataset).exists():
+            raw = json.loads(_result(dataset).read_text())
+            lines += ["", f"**{raw['dataset']}**, {raw['users']} test users.", *_lines(raw)]
+        if _result(dataset, pipeline=True).exists():
+            raw = json.loads(_result(dataset, pipeline=True).read_text())
+            lines += ["", PIPELINE_INTRO.format(**_pipeline_names(raw)), *_lines(raw)]
     write_section("audit", "\n".join(lines))
 
 
@@ -236,6 +328,10 @@ def main() -> None:
     parser.add_argument("--llm-users", type=int, default=50)
     parser.add_argument("--permutations", type=int, default=4, help="cyclic rotations in the position probe")
     parser.add_argument("--probe-users", type=int, default=0, help="users of the position probe; 0: --llm-users")
+    parser.add_argument("--pipeline", action="store_true", help="audit the service's default pipeline (its "
+                        "retriever, re-ranker and LLM) through recllm.eval.audit.run_audit")
+    parser.add_argument("--rank-users", type=int, default=500, help="--pipeline: users whose lists the re-ranker "
+                        "re-orders for the accuracy, group, exposure and popularity rows")
     _script.main("audit.py", parser, run, docs)
 
 

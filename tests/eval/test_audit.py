@@ -14,7 +14,16 @@ from typer.testing import CliRunner
 
 from recllm.cli import app
 from recllm.data import DataBundle
-from recllm.eval.audit import AuditReport, lorenz_curve, popularity_percentiles, run_audit, user_groups
+from recllm.errors import RecllmError
+from recllm.eval.audit import (
+    AuditReport,
+    lorenz_curve,
+    popularity_percentiles,
+    run_audit,
+    sample_queries,
+    top_lists,
+    user_groups,
+)
 from recllm.eval.audit_report import audit_markdown, write_audit
 from recllm.eval.runner import make_split
 
@@ -105,6 +114,98 @@ def test_audit_figures_follow_their_definitions(report: AuditReport, ml100k: Dat
         ease.top1_popularity - report.targets_popularity)
 
 
+def _reranked_case(ml100k: DataBundle, users: int = 120) -> tuple:
+    """EASE fitted on the training part, a seeded sample of ``users`` test users, and their top 20 as the audit
+    hands them to a re-ranker (user id, history ids, candidates with the retriever's scores)."""
+    from recllm.data.itemlist import ItemList
+    from recllm.eval.candidates import select_users
+    from recllm.eval.protocols import masked_scores, queries_for_test
+    from recllm.pipeline import build_retriever
+    from recllm.ranking import top_k
+
+    split = make_split(ml100k)
+    model = build_retriever("ease", ml100k, {"l2": 200.0}).fit(split.train)
+    queries = select_users(queries_for_test(split), users, 0)
+    vocab = split.train.item_vocab
+    scores = masked_scores(model, queries.users, queries.histories)
+    tops = top_k(scores, 20)
+    lists = [(str(split.train.user_vocab.id(int(queries.users[row]))), vocab.lookup_ids(queries.histories[row]),
+              ItemList(tuple(vocab.lookup_ids(tops[row])), scores[row, tops[row]])) for row in range(users)]
+    assert lists == top_lists(model, split, queries, users=users, n=20)  # what the audit hands a re-ranker
+    ids = [str(u) for u in split.train.user_vocab.lookup_ids(queries.users)]
+    groups = user_groups(ml100k.dataset.user_attributes, ids)
+    counts = np.bincount(split.train.items, minlength=split.train.n_items)
+    return split, model, queries, lists, groups, counts
+
+
+def test_reranked_lists_are_audited_against_the_models_own(ml100k: DataBundle) -> None:
+    from recllm.data.itemlist import ItemList
+    from recllm.eval.audit import audit_reranked
+
+    split, model, queries, lists, groups, counts = _reranked_case(ml100k)
+    vocab = split.train.item_vocab
+    n = len(lists)
+
+    def audit(reranked: list[ItemList], **options) -> list:
+        return audit_reranked("ease + test", "ease", model, queries, vocab, lists, reranked, groups, counts,
+                              **options)
+
+    # the model's own order handed back: the same lists, a difference of exactly zero
+    own, same = audit([shown for _, _, shown in lists])
+    assert own.name == f"ease ({n} users)" and own.versus is None and same.versus == (0.0, 0.0, 0.0)
+    assert same.per_user == own.per_user and same.gini == own.gini
+    assert own.groups["NDCG@10"]["gender"].groups[0].users + own.groups["NDCG@10"]["gender"].groups[1].users == n
+    # reversed: a target the model put at place p (of 20) is now at 19 - p, where NDCG@10 counts it if < 10
+    reversed_lists = [ItemList(shown.items[::-1], -np.arange(20.0)) for _, _, shown in lists]
+    _, backwards = audit(reversed_lists)
+    for row, (_, _, shown) in enumerate(lists):
+        target = vocab.id(int(queries.targets[row][0]))
+        place = shown.items.index(target) if target in shown.items else None
+        new = None if place is None else 19 - place
+        expected = 1.0 / np.log2(new + 2) if new is not None and new < 10 else 0.0
+        assert backwards.per_user["NDCG@10"][row] == pytest.approx(expected)
+        assert own.per_user["HR@10"][row] == float(place is not None and place < 10)
+    assert backwards.versus is not None
+    assert backwards.versus[0] == pytest.approx(backwards.ndcg - own.ndcg)
+    assert backwards.versus[1] <= backwards.versus[0] <= backwards.versus[2]
+    # an oracle that puts the target first scores 1 exactly where the target is among the 20 candidates
+    oracle = []
+    for row, (_, _, shown) in enumerate(lists):
+        target = vocab.id(int(queries.targets[row][0]))
+        order = sorted(shown.items, key=lambda item: item != target)
+        oracle.append(ItemList(tuple(order), -np.arange(20.0)))
+    _, best, calibrated, quota = audit(oracle, mitigations=["popularity-calibration", "tail-quota"])
+    inside = [vocab.id(int(queries.targets[r][0])) in shown.items for r, (_, _, shown) in enumerate(lists)]
+    assert best.per_user["NDCG@10"] == [float(x) for x in inside]
+    assert best.versus is not None and best.versus[1] > 0
+    # mitigations re-order the re-ranked candidates (with the re-ranker's scores), as the pipeline does
+    assert calibrated.name == "ease + test + popularity-calibration" and quota.name == "ease + test + tail-quota"
+    assert quota.long_tail_share >= best.long_tail_share and calibrated.versus is not None
+    stranger = next(i for i in vocab.ids if i not in lists[0][2].items)
+    with pytest.raises(RecllmError, match="not a re-ordering"):
+        audit([ItemList((*shown.items[:19], stranger), np.zeros(20)) if r == 0 else shown
+               for r, (_, _, shown) in enumerate(lists)])
+
+
+def test_the_reranked_users_are_a_seeded_sample_with_their_groups(ml100k: DataBundle) -> None:
+    from recllm.eval.candidates import select_users
+    from recllm.eval.protocols import queries_for_test
+
+    split = make_split(ml100k)
+    queries = select_users(queries_for_test(split), 300, 0)
+    ids = [str(u) for u in split.train.user_vocab.lookup_ids(queries.users)]
+    groups = user_groups(ml100k.dataset.user_attributes, ids)
+    sampled, sampled_groups = sample_queries(queries, groups, 50, 0)
+    assert len(sampled.users) == 50 and np.all(np.diff(sampled.users) > 0)  # in user order, no repeats
+    assert set(sampled.users.tolist()) < set(queries.users.tolist())
+    assert sampled.users.tolist() != queries.users[:50].tolist()  # a sample, not the first users
+    assert sample_queries(queries, groups, 50, 0)[0].users.tolist() == sampled.users.tolist()
+    sampled_ids = [str(u) for u in split.train.user_vocab.lookup_ids(sampled.users)]
+    assert sampled_groups.labels == user_groups(ml100k.dataset.user_attributes, sampled_ids).labels
+    everyone = sample_queries(queries, groups, 300, 0)
+    assert everyone[0] is queries and everyone[1] is groups
+
+
 def test_the_penalty_weight_is_chosen_on_validation_users_only(ml100k: DataBundle) -> None:
     from dataclasses import replace
 
@@ -167,12 +268,27 @@ def test_cli_audit_writes_three_files_and_refuses_bad_options(tmp_path: Path, mo
         assert bad.exit_code == 2 and message in bad.output, bad.output
 
 
-def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> None:
+def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path, monkeypatch) -> None:
+    import recllm.eval.audit_report
+
+    monkeypatch.setattr(recllm.eval.audit_report, "audits_dir", lambda: tmp_path / "audits")
     result = CliRunner().invoke(app, ["audit", "--models", "pop", "--users", "30", "--k", "5", "--rerank",
                                       "verbalizer", "--llm-users", "1", "--attributes", "gender",
-                                      "--permutations", "0", "--no-explain", "--out", str(tmp_path)])
+                                      "--permutations", "0", "--no-explain", "--rank-users", "3",
+                                      "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    data = json.loads(next(tmp_path.glob("audit-*.json")).read_text())
+    # the first 3 users' lists re-ranked by the real model, audited beside popularity's own for them
+    assert [m["name"] for m in data["reranked"]] == ["pop (3 users)", "pop + verbalizer"]
+    assert data["reranked_users"] == 3 and len(data["reranked"][1]["per_user"]["NDCG@5"]) == 3
+    assert data["reranked"][0]["versus"] is None and len(data["reranked"][1]["versus"]) == 3
+    assert "re-ranked lists: 3 users" in result.output
+    # published for a service of popularity alone and for one that re-ranks popularity's lists with the verbalizer
+    from recllm.eval.audit_report import published_audit
+
+    for name in ("pop", "pop+verbalizer"):
+        assert published_audit("movielens-100k", name).read_bytes() == next(tmp_path.glob("audit-*.html")).read_bytes()
+        assert published_audit("movielens-100k", name, ".json").exists()
     [sensitivity] = data["sensitivity"]
     assert sensitivity["reranker"] == "verbalizer" and sensitivity["users"] == 1 and sensitivity["k"] == 5
     assert [a["attribute"] for a in sensitivity["attributes"]] == ["gender"]
@@ -183,12 +299,12 @@ def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> N
         for spread in attribute["spread"].values():
             values = list(spread["values"].values())
             assert spread["snsr"] == pytest.approx(max(values) - min(values))
-    assert "## Stated user attributes (FaiRLLM): verbalizer" in next(tmp_path.glob("*.md")).read_text()
+    assert "## Stated user attributes (FaiRLLM): verbalizer" in next(tmp_path.glob("audit-*.md")).read_text()
     [robust] = data["prompt_robustness"]  # the same lists with paraphrased instructions and shuffled history
     assert robust["reranker"] == "verbalizer" and robust["users"] == 1
     assert [c["condition"] for c in robust["conditions"]] == ["paraphrase 1", "paraphrase 2", "shuffled history"]
     assert all(-1 <= c["kendall_tau"] <= 1 and 0 <= c["overlap"] <= 1 for c in robust["conditions"])
-    assert "## Prompt robustness: verbalizer" in next(tmp_path.glob("*.md")).read_text()
+    assert "## Prompt robustness: verbalizer" in next(tmp_path.glob("audit-*.md")).read_text()
     # switched off (one user cannot fill the shown positions; the explanation check on the real model is
     # tests/eval/test_llm_trust.py's)
     assert data["position_bias"] == [] and data["faithfulness"] == []
@@ -196,7 +312,55 @@ def test_cli_audit_of_an_llm_reranker_for_stated_attributes(tmp_path: Path) -> N
                           (["--attributes", " "], "--attributes is empty"),
                           (["--permutations", "1"], "--permutations must be 0"),
                           (["--llm-users", "5"], "at least 20 users"),
-                          (["--llm-users", "30", "--probe-users", "8"], "got 8")):
+                          (["--llm-users", "30", "--probe-users", "8"], "got 8"),
+                          (["--rank-users", "-1"], "--rank-users must be")):
         bad = CliRunner().invoke(app, ["audit", "--models", "pop", "--rerank", "verbalizer", *args,
                                        "--out", str(tmp_path)])
         assert bad.exit_code == 2 and message in bad.output, bad.output
+
+
+def test_reranked_rows_in_the_report_forms_and_the_page(report: AuditReport, ml100k: DataBundle,
+                                                        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from recllm.data.itemlist import ItemList
+    from recllm.eval.audit import audit_reranked
+    from recllm.eval.audit_report import reranked_rows
+
+    split, model, queries, lists, groups, counts = _reranked_case(ml100k, users=60)
+    rows = audit_reranked("ease + reversed", "ease", model, queries, split.train.item_vocab, lists,
+                          [ItemList(shown.items[::-1], -np.arange(20.0)) for _, _, shown in lists], groups, counts,
+                          mitigations=["tail-quota"])
+    with_rows = replace(report, reranked=rows, reranked_users=60, reranked_targets_popularity=77.0)
+    table = reranked_rows(with_rows)
+    assert [r[0] for r in table] == ["ease (60 users)", "ease + reversed", "ease + reversed + tail-quota"]
+    assert table[0][3] == "-" and table[1][3].startswith(("+", "-")) and table[1][-1] == "77.0"
+    json_path, md_path, html_path = write_audit(with_rows, tmp_path, "audit")
+    data = json.loads(json_path.read_text())
+    assert data["reranked_users"] == 60 and len(data["reranked"][1]["per_user"]["NDCG@10"]) == 60
+    assert data["reranked"][1]["versus"][0] == pytest.approx(rows[1].ndcg - rows[0].ndcg)
+    markdown = md_path.read_text()
+    assert "## Re-ranked lists: 60 users" in markdown and "### NDCG@10 by gender, re-ranked lists" in markdown
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium on PATH (install Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(html_path.as_uri())
+        # the models' 3 group plots, exposure and popularity; the re-ranked lists' 3 group plots and popularity
+        assert page.locator("figure img").count() == 5 + 4
+        assert all(w > 100 for w in page.eval_on_selector_all("figure img", "els => els.map(e => e.naturalWidth)"))
+        assert page.locator("table").count() == 1 + 3 + 1 + 3
+        assert page.locator("h3", has_text="NDCG@10 by age, re-ranked lists").count() == 1
+        assert page.locator("td", has_text="ease + reversed + tail-quota").count() >= 1
+        browser.close()
+
+
+def test_a_pipeline_is_described_by_its_retriever_and_reranker_audit_first() -> None:
+    from recllm.eval.audit_report import audit_names
+
+    assert audit_names("ease", "likelihood") == ["ease+likelihood", "ease"]
+    assert audit_names("sasrec", None) == ["sasrec"]

@@ -22,6 +22,7 @@ from recllm.eval.fairness import (
     largest_gap_p_value,
     long_tail_share,
     overlap_at_k,
+    paired_difference,
     prag_star_at_k,
     sensitivity_spread,
     serp_star_at_k,
@@ -233,3 +234,22 @@ def test_group_report_carries_the_permutation_p_value() -> None:
     assert report.p_value is not None and report.p_value < 0.01 and report.significant
     flat = group_metric(rng.random(200), ["a", "b"] * 100, attribute="x")
     assert flat.p_value is not None and flat.p_value > 0.05 and not flat.significant
+
+
+def test_paired_difference_by_hand() -> None:
+    mean, low, high = paired_difference([0.5, 0.0, 1.0, 0.2], [0.25, 0.0, 0.5, 0.2])
+    assert mean == pytest.approx((0.25 + 0 + 0.5 + 0) / 4)
+    assert 0.0 <= low <= mean <= high <= 0.5  # resampled means of differences that lie in [0, 0.5]
+    assert paired_difference([0.3, 0.1], [0.3, 0.1]) == (0.0, 0.0, 0.0)
+    with pytest.raises(RecllmError, match="equally long"):
+        paired_difference([0.1, 0.2], [0.1])
+    with pytest.raises(RecllmError, match="non-empty"):
+        paired_difference([], [])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1, 1), min_size=1, max_size=30), st.floats(-1, 1))
+def test_a_paired_difference_is_shift_invariant(values: list[float], shift: float) -> None:
+    base = np.asarray(values)
+    mean, low, high = paired_difference(base + shift, base)
+    assert mean == pytest.approx(shift) and low == pytest.approx(shift) and high == pytest.approx(shift)

@@ -52,6 +52,10 @@ def audit(
                                               "(0: no position probe).")] = 4,
     probe_users: Annotated[int, typer.Option(help="Users of the position probe (0: --llm-users); it takes "
                                              "1 + --permutations calls a user.")] = 0,
+    rank_users: Annotated[int | None, typer.Option(help="Users whose lists each --rerank re-ranker re-orders for "
+                                                   "the audit's accuracy, user-group, exposure and popularity rows, "
+                                                   "beside the first model's own lists for them (default: "
+                                                   "--llm-users; 0: none).")] = None,
     explain: Annotated[bool, typer.Option(help="Check the model's explanations of each --rerank list's first "
                                           "item.")] = True,
     out: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and HTML report.")] = Path("results"),
@@ -61,11 +65,20 @@ def audit(
     (Gini, long tail, coverage), popularity bias and robustness to losing the oldest 10% of history; with
     --mitigate, each model's lists again after a popularity mitigation, with its cost in NDCG; with --rerank,
     how much each LLM re-ranker's ranking moves when the prompt states the user's age, gender or occupation or
-    is reworded, how much the shown position decides, what it makes up, and whether its explanations hold."""
+    is reworded, how much the shown position decides, what it makes up, whether its explanations hold, and what its
+    re-ordering of the first model's lists does to accuracy per user group, exposure and popularity."""
     _setup_logging(verbose)
     from recllm.data.registry import load_dataset
     from recllm.eval.audit import MITIGATIONS, run_audit
-    from recllm.eval.audit_report import SUMMARY_HEADER, publish_audit, summary_rows, write_audit
+    from recllm.eval.audit_report import (
+        RERANKED_HEADER,
+        SUMMARY_HEADER,
+        pipeline_audit_name,
+        publish_audit,
+        reranked_rows,
+        summary_rows,
+        write_audit,
+    )
     from recllm.eval.runner import make_split
     from recllm.eval.sensitivity import FAIRLLM_VALUES
 
@@ -92,6 +105,8 @@ def audit(
     if rerankers and permutations and probed < 20:
         raise ConfigError(f"the position probe needs at least 20 users (one per shown position of the top 20), got "
                           f"{probed}: raise --probe-users (or --llm-users), or use --permutations 0")
+    if rank_users is not None and rank_users < 0:
+        raise ConfigError(f"--rank-users must be 0 (none) or positive, got {rank_users}")
     stated = [a.strip() for a in attributes.split(",") if a.strip()]
     if rerankers and not stated:
         raise ConfigError("--attributes is empty: name at least one, e.g. --attributes gender")
@@ -108,7 +123,7 @@ def audit(
         report = run_audit(bundle, the_split, names, params=params, users=users, k=k, seed=seed, split_name=split,
                            mitigations=mitigations, rerankers=rerankers, llm=llm, llm_users=llm_users,
                            attributes={a: FAIRLLM_VALUES[a] for a in stated}, permutations=permutations,
-                           explain=explain, probe_users=probe_users or None,
+                           explain=explain, probe_users=probe_users or None, rank_users=rank_users,
                            on_model=lambda m, stage: status.update(f"{m}: {stage}"))
     table = Table(title=f"audit: {bundle.name}, {report.users} users", title_justify="left")
     for column in SUMMARY_HEADER:
@@ -116,9 +131,17 @@ def audit(
     for row in summary_rows(report):
         table.add_row(*(cell.replace("**", "") for cell in row))
     console.print(table)
+    if report.reranked:
+        ranked = Table(title=f"re-ranked lists: {report.reranked_users} users", title_justify="left")
+        for column in RERANKED_HEADER:
+            ranked.add_column(column.format(k=k), overflow="fold")
+        for row in reranked_rows(report):
+            ranked.add_row(*(cell.replace("**", "") for cell in row))
+        console.print(ranked)
     stem = f"audit-{bundle.name.replace(':', '_').replace('/', '_')}-{split}"
     paths = write_audit(report, out, stem)
     console.print("wrote " + ", ".join(str(p) for p in paths))
-    published = publish_audit(paths, bundle.name, names)
-    console.print(f"published as the latest audit of {', '.join(names)} on {bundle.name} (a service with that "
-                  f"retriever shows it at /audit): {published[0].parent}")
+    audited = names + [pipeline_audit_name(names[0], r) for r in rerankers if report.reranked]
+    published = publish_audit(paths, bundle.name, audited)
+    console.print(f"published as the latest audit of {', '.join(audited)} on {bundle.name} (a service with that "
+                  f"retriever, or retriever+re-ranker, shows it at /audit): {published[0].parent}")

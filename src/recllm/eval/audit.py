@@ -36,6 +36,7 @@ from recllm.data.bundle import DataBundle
 from recllm.data.catalog import ItemCatalog
 from recllm.data.itemlist import ItemList
 from recllm.data.splits import Split
+from recllm.data.vocabulary import Vocabulary
 from recllm.errors import RecllmError
 from recllm.eval.candidates import select_users
 from recllm.eval.fairness import (
@@ -48,6 +49,7 @@ from recllm.eval.fairness import (
     kendall_tau,
     long_tail_share,
     overlap_at_k,
+    paired_difference,
 )
 from recllm.eval.llm_robustness import LLMRobustnessReport, llm_robustness
 from recllm.eval.llm_trust import Faithfulness, PositionBias, faithfulness, position_bias, probe_lists
@@ -59,7 +61,7 @@ from recllm.llm.base import LLM
 from recllm.models.base import Recommender
 from recllm.pipeline import build_retriever
 from recllm.ranking import pessimistic_ranks, top_k
-from recllm.rerank.base import Reranker
+from recllm.rerank.base import Reranker, RerankRequest
 from recllm.rerank.mitigation import (
     MITIGATIONS,
     PopularityBins,
@@ -156,6 +158,8 @@ class ModelAudit:
     seconds: float
     lorenz: list[float] = field(default_factory=list)
     per_user: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    versus: tuple[float, float, float] | None = None
+    """NDCG@k minus that of the list it re-ordered, same users: mean and paired bootstrap 95% (re-ranked rows)."""
 
 
 @dataclass
@@ -175,6 +179,11 @@ class AuditReport:
     prompt_robustness: list[LLMRobustnessReport] = field(default_factory=list)
     position_bias: list[PositionBias] = field(default_factory=list)
     faithfulness: list[Faithfulness] = field(default_factory=list)
+    reranked: list[ModelAudit] = field(default_factory=list)
+    """The first model on a seeded sample of ``reranked_users`` audited users, then each LLM re-ranker's
+    re-ordering of its top 20 for the same users (and each mitigation of that), as the pipeline ranks."""
+    reranked_users: int = 0
+    reranked_targets_popularity: float = float("nan")
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     machine: dict[str, Any] = field(default_factory=dict)
     command: str = ""
@@ -376,6 +385,13 @@ def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str
             chosen["prompt_options"] = {**dict(chosen.get("prompt_options") or {}), **prompt_options}
         return build_reranker(reranker, llm, catalog, chosen)
 
+    return _LLMLists(make, top_lists(model, split, queries, users=users, n=n), llm, catalog)
+
+
+def top_lists(model: Recommender, split: Split, queries: Queries, *, users: int, n: int
+              ) -> list[tuple[str, list[str], ItemList]]:
+    """(user id, history ids, ``model``'s top ``n`` unseen items with its scores) of the first ``users`` of
+    ``queries``: what a re-ranker is handed."""
     vocab = split.train.item_vocab
     lists = []
     for row in range(min(users, len(queries.users))):
@@ -384,12 +400,108 @@ def _llm_lists(model: Recommender, split: Split, queries: Queries, reranker: str
         top = top_k(scores[None, :], n)[0]
         lists.append((str(split.train.user_vocab.id(int(queries.users[row]))), vocab.lookup_ids(history),
                       ItemList(tuple(vocab.lookup_ids(top)), scores[top])))
-    return _LLMLists(make, lists, llm, catalog)
+    return lists
+
+
+def sample_queries(queries: Queries, groups: UserGroups, users: int, seed: int) -> tuple[Queries, UserGroups]:
+    """A seeded sample of ``users`` audited users (all when there are no more), in user order, with their
+    group labels."""
+    if users >= len(queries.users):
+        return queries, groups
+    rows = np.sort(np.random.default_rng(seed).choice(len(queries.users), size=users, replace=False))
+    sampled = Queries(queries.users[rows], [queries.histories[r] for r in rows], [queries.targets[r] for r in rows])
+    return sampled, UserGroups({a: [labels[r] for r in rows] for a, labels in groups.labels.items()}, groups.skipped)
 
 
 def _stating(make: Callable[[Mapping[str, Any]], Reranker]) -> Callable[[str | None], Reranker]:
     """A re-ranker maker by persona (None: the neutral prompt) from one by prompt options."""
     return lambda persona: make({"persona": persona} if persona is not None else {})
+
+
+def audit_reranked(label: str, model_name: str, model: Recommender, queries: Queries, vocab: Vocabulary,
+                   lists: Sequence[tuple[str, list[str], ItemList]], reranked: Sequence[ItemList],
+                   groups: UserGroups, counts: np.ndarray, *, k: int = 10, seed: int = 0, min_group: int = 20,
+                   mitigations: Sequence[str] = (), penalty_weight: float | None = None, seconds: float = 0.0,
+                   batch_size: int = 256) -> list[ModelAudit]:
+    """The lists of ``queries``' users (``groups``: theirs) as a pipeline that re-ranks gives them: ``model``'s
+    own top k for those users (row ``MODEL (N users)``), its candidates of ``lists`` re-ordered as ``reranked``
+    says (row ``label``; below them the ranking follows the model), and that re-ordering after each of
+    ``mitigations`` (of the re-ranked candidates with the re-ranker's scores, as ``Pipeline`` does;
+    ``popularity-penalty`` at ``penalty_weight``). Re-ordered rows carry their paired NDCG@k difference to the
+    model's row."""
+    n = len(lists)
+    if len(reranked) != n or n != len(queries.users):
+        raise RecllmError(f"{len(reranked)} re-ranked lists and {n} candidate lists for {len(queries.users)} users")
+    for mitigation in mitigations:
+        if mitigation not in MITIGATIONS:
+            raise RecllmError(f"unknown mitigation '{mitigation}'; known: {', '.join(MITIGATIONS)}")
+    bins = PopularityBins({vocab.id(i): float(c) for i, c in enumerate(counts)})
+    own_tops, own_ranks, new_tops, new_ranks = [], [], [], []
+    mitigated: dict[str, list[list[int]]] = {m: [] for m in mitigations}
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        scores = masked_scores(model, queries.users[start:stop], queries.histories[start:stop])
+        for row in range(stop - start):
+            user = start + row
+            _, history, shown = lists[user]
+            order = vocab.indices(reranked[user].items)
+            if sorted(order.tolist()) != sorted(vocab.indices(shown.items).tolist()):
+                raise RecllmError(f"user {lists[user][0]}: the re-ranked list is not a re-ordering of the candidates")
+            deep = top_k(scores[row:row + 1], max(k, len(order) + k))[0]
+            rest = deep[~np.isin(deep, order)]
+            targets = queries.targets[user]
+            ranks = pessimistic_ranks(np.repeat(scores[row:row + 1], len(targets), axis=0), targets)
+            own_tops.append(deep[:k])
+            own_ranks.append(ranks)
+            full = np.concatenate([order, rest])
+            new_tops.append(full[:k])
+            new_ranks.append(np.asarray([int(np.flatnonzero(order == t)[0]) if t in order else int(r)
+                                         for t, r in zip(targets, ranks, strict=True)]))
+            for mitigation in mitigations:
+                weight = penalty_weight if mitigation == "popularity-penalty" else CALIBRATION_WEIGHT
+                if weight is None:
+                    raise RecllmError("the popularity-penalty mitigation needs its weight (choose_penalty_weight)")
+                out = mitigate(mitigation, reranked[user], history, bins, k=min(k, len(order)), weight=weight,
+                               share=TAIL_QUOTA)
+                mine = vocab.indices(out.items)
+                mitigated[mitigation].append(np.concatenate([mine, full[~np.isin(full, mine)]])[:k].tolist())
+    now = time.perf_counter()
+    own = _figures(f"{model_name} ({n} users)", np.asarray(own_tops), own_ranks, groups, counts, k=k, seed=seed,
+                   min_group=min_group, robustness=None, started=now)
+    reference = np.asarray(own.per_user[f"NDCG@{k}"])
+    rows = [own]
+    new = _figures(label, np.asarray(new_tops), new_ranks, groups, counts, k=k, seed=seed, min_group=min_group,
+                   robustness=None, started=now)
+    new.seconds = seconds
+    rows.append(new)
+    for mitigation in mitigations:
+        lists_k = np.asarray(mitigated[mitigation], dtype=np.int64)
+        ranks_k = [np.asarray([_position(row, t) for t in targets]) for row, targets in
+                   zip(lists_k, queries.targets, strict=True)]
+        suffix = f" ({penalty_weight:.2f})" if mitigation == "popularity-penalty" else ""
+        rows.append(_figures(f"{label} + {mitigation}{suffix}", lists_k, ranks_k, groups, counts, k=k, seed=seed,
+                             min_group=min_group, robustness=None, started=time.perf_counter()))
+    for row_audit in rows[1:]:
+        row_audit.versus = paired_difference(row_audit.per_user[f"NDCG@{k}"], reference, seed=seed)
+    return rows
+
+
+RERANK_CHUNK = 25
+"""Users re-ranked per call when the audit re-ranks its users' lists (a progress line after each)."""
+
+
+def _rerank_all(reranker: Reranker, lists: Sequence[tuple[str, list[str], ItemList]]) -> tuple[list[ItemList], float]:
+    """Each list re-ranked (a chunk of users per call, so a re-ranker that scores users jointly can) and the
+    seconds it took."""
+    started = time.perf_counter()
+    out: list[ItemList] = []
+    for start in range(0, len(lists), RERANK_CHUNK):
+        chunk = lists[start:start + RERANK_CHUNK]
+        results = reranker.rerank_many([RerankRequest(history, shown, user) for user, history, shown in chunk])
+        out.extend(r.items for r in results)
+        log.info("audit: %s re-ranked %d/%d lists (%.1f s a list)", reranker.name, len(out), len(lists),
+                 (time.perf_counter() - started) / len(out))
+    return out, time.perf_counter() - started
 
 
 PARAPHRASED_RERANKERS = {"likelihood": "rank-likelihood", "verbalizer": "rank-verbalizer", "listwise": "rank-listwise"}
@@ -404,23 +516,43 @@ class LLMAudit:
     prompt_robustness: LLMRobustnessReport | None
     position: PositionBias | None
     faithfulness: Faithfulness | None
+    ranked: list[ModelAudit] = field(default_factory=list)
+    ranked_targets_popularity: float = float("nan")
 
 
 def audit_llm_reranker(model: Recommender, split: Split, queries: Queries, reranker: str, llm: str,
                        bundle: DataBundle, *, users: int, attributes: Mapping[str, Sequence[str]],
                        options: dict[str, Any] | None = None, k: int = 10, seed: int = 0, permutations: int = 4,
-                       explain: bool = True, probe_users: int | None = None,
+                       explain: bool = True, probe_users: int | None = None, rank_users: int = 0,
+                       model_name: str = "model", groups: UserGroups | None = None, counts: np.ndarray | None = None,
+                       mitigations: Sequence[str] = (), penalty_weight: float | None = None, min_group: int = 20,
                        on_stage: Callable[[str], None] | None = None) -> LLMAudit:
     """Every LLM part of the audit for re-ranker ``reranker`` on ``llm`` over ``model``'s top 20 of the first
     ``users`` audited users, with one model load: FaiRLLM's stated attributes, prompt robustness (re-rankers
     with paraphrased templates), the position probe with and without ``permutations``-fold aggregation
     (``permutations`` < 2: no probe; over the first ``probe_users``, default ``users``: it costs
     ``1 + permutations`` calls a user, not one per attribute value, and its buckets need users) and, with
-    ``explain``, the faithfulness of the first ``users`` lists' first items' explanations."""
+    ``explain``, the faithfulness of the first ``users`` lists' first items' explanations; with ``rank_users``,
+    accuracy, user groups, exposure and popularity of a seeded sample of ``rank_users`` audited users' lists
+    re-ranked with the neutral prompt, beside ``model_name``'s own on the same users (``audit_reranked``; ``groups`` and
+    ``counts`` as ``audit_model`` takes them)."""
     stage = on_stage or (lambda _: None)
     probe_users = users if probe_users is None else probe_users
     loaded = _llm_lists(model, split, queries, reranker, llm, bundle, users=max(users, probe_users),
                         options=options, n=20)
+    ranked: list[ModelAudit] = []
+    ranked_targets = float("nan")
+    if rank_users:
+        if groups is None or counts is None:
+            raise RecllmError("auditing re-ranked lists needs the users' groups and the items' counts")
+        sampled, sampled_groups = sample_queries(queries, groups, rank_users, seed)
+        ranked_lists = top_lists(model, split, sampled, users=len(sampled.users), n=20)
+        stage(f"re-ranking {len(ranked_lists)} users' lists")
+        orders, seconds = _rerank_all(loaded.make({}), ranked_lists)
+        ranked = audit_reranked(f"{model_name} + {reranker}", model_name, model, sampled, split.train.item_vocab,
+                                ranked_lists, orders, sampled_groups, counts, k=k, seed=seed, min_group=min_group,
+                                mitigations=mitigations, penalty_weight=penalty_weight, seconds=seconds)
+        ranked_targets = float(popularity_percentiles(counts)[np.concatenate(sampled.targets)].mean())
     lists = loaded.lists[:users]
     stage("attribute prompts")
     sensitivity = prompt_sensitivity(_stating(loaded.make), lists, attributes, k=k)
@@ -444,7 +576,7 @@ def audit_llm_reranker(model: Recommender, split: Split, queries: Queries, reran
             stage("explanations")
             trust = faithfulness(ranker.name, results[:users], [history for _, history, _, _ in probes[:users]],
                                  loaded.llm, loaded.catalog)
-    return LLMAudit(sensitivity, robustness, position, trust)
+    return LLMAudit(sensitivity, robustness, position, trust, ranked, ranked_targets)
 
 
 def _reporting(on_model: Callable[[str, str], None] | None, name: str) -> Callable[[str], None] | None:
@@ -457,11 +589,13 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
               mitigations: Sequence[str] = (), rerankers: Sequence[str] = (), llm: str = "hf",
               llm_users: int = 50, attributes: Mapping[str, Sequence[str]] | None = None,
               permutations: int = 4, explain: bool = True, probe_users: int | None = None,
-              on_model: Callable[[str, str], None] | None = None) -> AuditReport:
+              rank_users: int | None = None, on_model: Callable[[str, str], None] | None = None) -> AuditReport:
     """Fit each named retriever on ``split.train`` and audit it on the same seeded test users; with
     ``rerankers``, each LLM re-ranker over the first model's top 20 for the first ``llm_users`` of those users
     (``audit_llm_reranker``: stated attributes, FaiRLLM's that MovieLens has by default; prompt robustness;
-    position bias with ``permutations``-fold aggregation; faithfulness of explanations with ``explain``)."""
+    position bias with ``permutations``-fold aggregation; faithfulness of explanations with ``explain``; and a
+    seeded sample of ``rank_users`` audited users' re-ranked lists (default ``llm_users``; 0: none) audited as
+    the models are, beside the first model's own lists for the same users)."""
     if not models:
         raise RecllmError("the audit needs at least one model")
     queries = select_users(queries_for_test(split), users, seed)
@@ -471,6 +605,7 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
     targets = np.concatenate(queries.targets)
     audits = []
     first: Recommender | None = None
+    first_weight: float | None = None
     for name in models:
         model = build_retriever(name, bundle, (params or {}).get(name, {}))
         if on_model:
@@ -482,7 +617,8 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
             else None
         audits.extend(audit_model(name, model, queries, groups, counts, k=k, seed=seed, mitigations=mitigations,
                                   penalty_weight=weight))
-        first = first or model
+        if first is None:
+            first, first_weight = model, weight
     llm_audits = []
     for reranker in rerankers:
         assert first is not None
@@ -490,12 +626,19 @@ def run_audit(bundle: DataBundle, split: Split, models: Sequence[str], *, params
             first, split, queries, reranker, llm, bundle, users=llm_users,
             attributes=attributes or {a: FAIRLLM_VALUES[a] for a in MOVIELENS_ATTRIBUTES},
             options=(params or {}).get(reranker), k=k, seed=seed, permutations=permutations, explain=explain,
-            probe_users=probe_users,
+            probe_users=probe_users, rank_users=llm_users if rank_users is None else rank_users,
+            model_name=models[0], groups=groups, counts=counts, mitigations=mitigations, penalty_weight=first_weight,
             on_stage=_reporting(on_model, reranker)))
+    reranked = [row for i, a in enumerate(llm_audits) for row in (a.ranked if i == 0 else a.ranked[1:])]
+    reranked_users = len(reranked[0].per_user[f"NDCG@{k}"]) if reranked else 0
+    reranked_targets = llm_audits[0].ranked_targets_popularity if reranked else float("nan")
     return AuditReport(dataset=bundle.name, split=split_name, protocol="full", k=k, users=len(queries.users),
                        seed=seed, targets_popularity=float(popularity_percentiles(counts)[targets].mean()),
                        groups_skipped=groups.skipped, models=audits,
                        sensitivity=[a.sensitivity for a in llm_audits],
                        prompt_robustness=[a.prompt_robustness for a in llm_audits if a.prompt_robustness],
                        position_bias=[a.position for a in llm_audits if a.position],
-                       faithfulness=[a.faithfulness for a in llm_audits if a.faithfulness], machine=machine_info())
+                       faithfulness=[a.faithfulness for a in llm_audits if a.faithfulness],
+                       reranked=reranked, reranked_users=reranked_users,
+                       reranked_targets_popularity=reranked_targets,
+                       machine=machine_info())

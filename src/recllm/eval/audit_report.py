@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from recllm.eval.audit import AuditReport
+from recllm.eval.audit import AuditReport, ModelAudit
 from recllm.eval.fairness import GroupReport, largest_gap
 from recllm.eval.llm_robustness import robustness_rows
 from recllm.eval.llm_trust import Faithfulness, PositionBias
@@ -46,6 +46,32 @@ def summary_rows(report: AuditReport) -> list[list[str]]:
                      f"{report.targets_popularity:.1f}",
                      f"{robust.overlap:.3f}" if robust else "-", f"{robust.kendall_tau:.3f}" if robust else "-"])
     return rows
+
+
+def reranked_rows(report: AuditReport) -> list[list[str]]:
+    """One row per re-ranked list kind (the first model's own lists first): accuracy, its paired difference to
+    the model's own lists on the same users, the largest group gap, exposure and popularity."""
+    k = report.k
+    rows = []
+    for m in report.reranked:
+        largest = largest_gap(m.groups.get(f"NDCG@{k}", {}))
+        versus = "-" if m.versus is None else f"{m.versus[0]:+.4f} [{m.versus[1]:+.4f}, {m.versus[2]:+.4f}]"
+        rows.append([m.name, f"{m.ndcg:.4f}", f"{m.hit:.4f}", versus,
+                     f"{largest.attribute}: {_gap(largest)}" if largest else "-", f"{m.gini:.3f}",
+                     f"{m.long_tail_share:.1%}", f"{m.coverage:.1%}", f"{m.top1_popularity:.1f}",
+                     f"{m.topk_popularity:.1f}", f"{report.reranked_targets_popularity:.1f}"])
+    return rows
+
+
+RERANKED_HEADER = ["list", "NDCG@{k}", "HR@{k}", "minus the model's own (paired 95%)",
+                   "largest NDCG@{k} gap between groups (95%, Holm p)", "exposure Gini", "long-tail share",
+                   "coverage", "top-1 popularity pct", "top-{k} popularity pct", "targets' popularity pct"]
+RERANKED_NOTE = ("The first model's top 20 re-ordered by each LLM re-ranker (neutral prompt; below the 20 the "
+                 "model's ranking follows), and that re-ordering after each mitigation (of the re-ranked candidates, "
+                 "with the re-ranker's scores, as the pipeline does), beside the model's own lists for the same "
+                 "users: what the re-ranker changes for each group of users and for the items' exposure. "
+                 "Differences: paired bootstrap 95% over users. Exposure and coverage are over these users' lists, "
+                 "so compare them within this table only.")
 
 
 SUMMARY_HEADER = ["model", "NDCG@{k}", "HR@{k}", "largest NDCG@{k} gap between groups (95%, Holm p)", "exposure Gini",
@@ -117,11 +143,14 @@ def _setup(report: AuditReport) -> str:
             f"one item). {report.date}.")
 
 
-def group_table(report: AuditReport, metric: str, attribute: str) -> tuple[list[str], list[list[str]]]:
-    names = sorted({g.group for m in report.models for g in m.groups[metric][attribute].groups})
+def group_table(report: AuditReport, metric: str, attribute: str, models: list[ModelAudit] | None = None
+                ) -> tuple[list[str], list[list[str]]]:
+    """Each group's mean with its interval and users per model (``models``, default the report's), and the gap."""
+    audited = report.models if models is None else models
+    names = sorted({g.group for m in audited for g in m.groups[metric][attribute].groups})
     header = ["model", *names, "gap (95%)"]
     rows = []
-    for m in report.models:
+    for m in audited:
         by = {g.group: g for g in m.groups[metric][attribute].groups}
         cells = [f"{by[n].mean:.3f} [{by[n].low:.3f}, {by[n].high:.3f}] ({by[n].users})" if n in by else "-"
                  for n in names]
@@ -145,6 +174,12 @@ def audit_markdown(report: AuditReport) -> str:
         skipped = report.models[0].groups[metric][attribute].skipped
         if skipped:
             lines += ["", "Not compared (fewer than 20 users or unknown): " + "; ".join(skipped) + "."]
+    if report.reranked:
+        lines += ["", f"## Re-ranked lists: {report.reranked_users} users", "", RERANKED_NOTE, "",
+                  *_markdown_table([h.format(k=k) for h in RERANKED_HEADER], reranked_rows(report))]
+        for attribute in report.reranked[0].groups.get(metric, {}):
+            header, rows = group_table(report, metric, attribute, report.reranked)
+            lines += ["", f"### {metric} by {attribute}, re-ranked lists", "", *_markdown_table(header, rows)]
     for sensitivity in report.sensitivity:
         lines += ["", f"## Stated user attributes (FaiRLLM): {sensitivity.reranker}, top {sensitivity.k}, "
                   f"{sensitivity.users} users", "", *_markdown_table(SENSITIVITY_HEADER, sensitivity_rows(sensitivity))]
@@ -172,6 +207,42 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _group_bars(plt: Any, models: list[ModelAudit], metric: str, attribute: str, what: str) -> Any:
+    """Bars of each group's ``metric`` with its 95% interval, one colour per model; the figure is closed."""
+    names = sorted({g.group for m in models for g in m.groups[metric][attribute].groups})
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) * max(1, len(models))), 3.6))
+    width = 0.8 / len(models)
+    for i, m in enumerate(models):
+        by = {g.group: g for g in m.groups[metric][attribute].groups}
+        means = np.asarray([by[n].mean if n in by else np.nan for n in names])
+        low = np.asarray([by[n].mean - by[n].low if n in by else 0 for n in names])
+        high = np.asarray([by[n].high - by[n].mean if n in by else 0 for n in names])
+        ax.bar(np.arange(len(names)) + i * width, means, width, yerr=[low, high], capsize=2, label=m.name)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45 if len(names) > 6 else 0,
+                  ha="right" if len(names) > 6 else "center")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by {attribute}{what} (95% intervals)")
+    ax.legend(fontsize="small")
+    plt.close(fig)
+    return fig
+
+
+def _popularity_bars(plt: Any, models: list[ModelAudit], targets: float, k: int, what: str) -> Any:
+    """Popularity percentile of the first item and of the top k per model, against the targets'."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(models)), 3.6))
+    x = np.arange(len(models))
+    ax.bar(x - 0.2, [m.top1_popularity for m in models], 0.4, label="item ranked first")
+    ax.bar(x + 0.2, [m.topk_popularity for m in models], 0.4, label=f"top {k}")
+    ax.axhline(targets, color="black", linestyle="--", label="held-out targets")
+    ax.set_xticks(x, [m.name for m in models], rotation=20 if len(models) > 3 else 0,
+                  ha="right" if len(models) > 3 else "center")
+    ax.set_ylabel("training popularity percentile")
+    ax.set_title(f"Popularity of what is recommended{what}")
+    ax.legend(fontsize="small")
+    plt.close(fig)
+    return fig
+
+
 def _plots(report: AuditReport) -> list[tuple[str, str]]:
     """(caption, base64 PNG) per plot: groups per attribute, exposure Lorenz curves, popularity."""
     import matplotlib
@@ -181,24 +252,9 @@ def _plots(report: AuditReport) -> list[tuple[str, str]]:
 
     out = []
     metric = f"NDCG@{report.k}"
-    attributes = list(report.models[0].groups.get(metric, {})) if report.models else []
-    for attribute in attributes:
-        names = sorted({g.group for m in report.models for g in m.groups[metric][attribute].groups})
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) * max(1, len(report.models))), 3.6))
-        width = 0.8 / len(report.models)
-        for i, m in enumerate(report.models):
-            by = {g.group: g for g in m.groups[metric][attribute].groups}
-            means = np.asarray([by[n].mean if n in by else np.nan for n in names])
-            low = np.asarray([by[n].mean - by[n].low if n in by else 0 for n in names])
-            high = np.asarray([by[n].high - by[n].mean if n in by else 0 for n in names])
-            ax.bar(np.arange(len(names)) + i * width, means, width, yerr=[low, high], capsize=2, label=m.name)
-        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45 if len(names) > 6 else 0,
-                      ha="right" if len(names) > 6 else "center")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric} by {attribute} (95% intervals)")
-        ax.legend(fontsize="small")
-        out.append((f"{metric} by {attribute}", _png(fig)))
-        plt.close(fig)
+    for models, what in ((report.models, ""), (report.reranked, ", re-ranked lists")):
+        for attribute in list(models[0].groups.get(metric, {})) if models else []:
+            out.append((f"{metric} by {attribute}{what}", _png(_group_bars(plt, models, metric, attribute, what))))
     fig, ax = plt.subplots(figsize=(5.0, 4.0))
     for m in report.models:
         ax.plot(np.linspace(0, 1, len(m.lorenz)), m.lorenz, label=f"{m.name} (Gini {m.gini:.2f})")
@@ -209,17 +265,10 @@ def _plots(report: AuditReport) -> list[tuple[str, str]]:
     ax.legend(fontsize="small")
     out.append(("Exposure Lorenz curves", _png(fig)))
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(report.models)), 3.6))
-    x = np.arange(len(report.models))
-    ax.bar(x - 0.2, [m.top1_popularity for m in report.models], 0.4, label="item ranked first")
-    ax.bar(x + 0.2, [m.topk_popularity for m in report.models], 0.4, label=f"top {report.k}")
-    ax.axhline(report.targets_popularity, color="black", linestyle="--", label="held-out targets")
-    ax.set_xticks(x, [m.name for m in report.models])
-    ax.set_ylabel("training popularity percentile")
-    ax.set_title("Popularity of what is recommended")
-    ax.legend(fontsize="small")
-    out.append(("Popularity bias", _png(fig)))
-    plt.close(fig)
+    for models, targets, what in ((report.models, report.targets_popularity, ""),
+                                  (report.reranked, report.reranked_targets_popularity, ", re-ranked lists")):
+        if models:
+            out.append((f"Popularity bias{what}", _png(_popularity_bars(plt, models, targets, report.k, what))))
     for bias in report.position_bias:
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         x = np.arange(len(bias.buckets))
@@ -255,6 +304,13 @@ def audit_html(report: AuditReport) -> str:
     for attribute in report.models[0].groups.get(metric, {}) if report.models else []:
         header, rows = group_table(report, metric, attribute)
         parts += [f"<h2>{html.escape(metric)} by {html.escape(attribute)}</h2>", _html_table(header, rows)]
+    if report.reranked:
+        parts += [f"<h2>Re-ranked lists: {report.reranked_users} users</h2>", f"<p>{html.escape(RERANKED_NOTE)}</p>",
+                  _html_table([h.format(k=k) for h in RERANKED_HEADER], reranked_rows(report))]
+        for attribute in report.reranked[0].groups.get(metric, {}):
+            header, rows = group_table(report, metric, attribute, report.reranked)
+            parts += [f"<h3>{html.escape(metric)} by {html.escape(attribute)}, re-ranked lists</h3>",
+                      _html_table(header, rows)]
     for sensitivity in report.sensitivity:
         parts += [f"<h2>Stated user attributes (FaiRLLM): {html.escape(sensitivity.reranker)}, top {sensitivity.k}, "
                   f"{sensitivity.users} users</h2>", _html_table(SENSITIVITY_HEADER, sensitivity_rows(sensitivity))]
@@ -305,6 +361,17 @@ def _safe(name: str) -> str:
 def published_audit(dataset: str, model: str, suffix: str = ".html") -> Path:
     """The path of the latest published audit (``.html`` or ``.json``) of ``model`` on ``dataset``."""
     return audits_dir() / _safe(dataset) / f"{_safe(model)}{suffix}"
+
+
+def pipeline_audit_name(retriever: str, reranker: str) -> str:
+    """The name an audit is published under when it holds ``reranker``'s re-ordering of ``retriever``'s lists."""
+    return f"{retriever}+{reranker}"
+
+
+def audit_names(retriever: str, reranker: str | None) -> list[str]:
+    """The published audits that describe a pipeline, best first: the audit of its retriever together with its
+    re-ranker (when it re-ranks), then the audit of the retriever alone."""
+    return [pipeline_audit_name(retriever, reranker), retriever] if reranker else [retriever]
 
 
 def publish_audit(paths: tuple[Path, Path, Path], dataset: str, models: list[str]) -> list[Path]:

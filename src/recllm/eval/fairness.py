@@ -209,6 +209,18 @@ def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, rounds: int) 
     return values[rng.integers(0, len(values), (rounds, len(values)))].mean(axis=1)
 
 
+def paired_difference(values: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray, *,
+                      rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``values - reference`` (one pair per user) with a paired bootstrap 95% interval over users:
+    what a change (a re-ranker, a mitigation) costs or adds against the list it changed, user by user."""
+    a, b = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise RecllmError(f"a paired difference needs two equally long non-empty series, got {a.shape} and {b.shape}")
+    diffs = a - b
+    low, high = np.quantile(_bootstrap_means(diffs, np.random.default_rng(seed), rounds), [0.025, 0.975])
+    return float(diffs.mean()), float(low), float(high)
+
+
 def group_metric(values: np.ndarray, groups: Sequence[object], *, attribute: str, min_users: int = 20,
                  rounds: int = 2000, seed: int = 0) -> GroupReport:
     """Each group's mean of ``values`` (one per user) with a bootstrap 95% interval, and the largest gap.

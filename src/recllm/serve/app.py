@@ -290,8 +290,9 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
 
     @app.get("/audit", include_in_schema=False)
     def audit_page() -> Response:
-        """The latest ``recllm audit`` report of this service's retriever on its dataset, as written (a static
-        page: nothing is computed per request)."""
+        """The latest ``recllm audit`` report of this service's pipeline on its dataset (its retriever with its
+        re-ranker when one was audited, else the retriever's), as written (a static page: nothing is computed per
+        request)."""
         return _audit_file(".html", "text/html; charset=utf-8")
 
     @app.get("/audit.json", include_in_schema=False)
@@ -299,17 +300,21 @@ def create_app(service: Service | None = None, *, config: ServiceConfig | None =
         return _audit_file(".json", "application/json")
 
     def _audit_file(suffix: str, media_type: str) -> Response:
-        from recllm.eval.audit_report import published_audit
+        from recllm.eval.audit_report import audit_names, published_audit
 
         dataset, model = svc().data.name, settings.pipeline.retriever.model
-        path = published_audit(dataset, model, suffix)
-        try:
-            body = path.read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"no audit of retriever '{model}' on {dataset} has been published; run `recllm audit "
-                                f"--dataset {settings.pipeline.dataset} --models {model}` (it publishes its report "
-                                f"to {path.parent})") from None
-        return Response(body, media_type=media_type, headers={"cache-control": "no-cache"})
+        reranker = settings.pipeline.reranker.name if settings.pipeline.reranker is not None else None
+        paths = [published_audit(dataset, name, suffix) for name in audit_names(model, reranker)]
+        for path in paths:
+            try:
+                body = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            return Response(body, media_type=media_type, headers={"cache-control": "no-cache"})
+        with_reranker = f" --rerank {reranker}" if reranker else ""
+        raise NotFoundError(f"no audit of retriever '{model}'{' with re-ranker ' + repr(reranker) if reranker else ''} "
+                            f"on {dataset} has been published; run `recllm audit --dataset {settings.pipeline.dataset} "
+                            f"--models {model}{with_reranker}` (it publishes its report to {paths[0].parent})")
 
     @app.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
